@@ -280,8 +280,7 @@ func (p *Pair) Seal(dst []byte, m *Message, rand io.Reader) ([]byte, error) {
 	if err := checkBody(m.Type, m.Body); err != nil {
 		return nil, err
 	}
-	ms := m.SentAt.UnixMilli()
-	if ms <= 0 {
+	if ms := m.SentAt.UnixMilli(); ms <= 0 || ms > 1<<53 {
 		return nil, fmt.Errorf("%w: sent-at time before 1970", ErrInnerMalformed)
 	}
 	l := paddedSize(len(m.Body))
@@ -290,13 +289,7 @@ func (p *Pair) Seal(dst []byte, m *Message, rand io.Reader) ([]byte, error) {
 	s := (*sp)[:sigPrefixSize+l]
 	copy(s, p.sendSig[:])
 	in := s[sigPrefixSize:]
-	copy(in, m.ID[:])
-	binary.LittleEndian.PutUint64(in[16:], uint64(ms))
-	in[24] = byte(m.Type)
-	in[25] = 0
-	binary.LittleEndian.PutUint32(in[26:], uint32(len(m.Body)))
-	n := copy(in[innerHeaderSize:], m.Body)
-	clear(in[innerHeaderSize+n : l-SignatureSize])
+	putInner(in, m)
 	sig, err := p.self.ed.Sign(nil, s[:sigPrefixSize+l-SignatureSize], &ed25519.Options{Context: SigContextMessage})
 	if err != nil {
 		return nil, err
@@ -355,6 +348,20 @@ func (p *Pair) Open(env []byte) (*Message, error) {
 	return parseInner(in)
 }
 
+// putInner lays out m in the inner plaintext in, whose length is the
+// padding bucket, leaving the last SignatureSize bytes for the signature.
+func putInner(in []byte, m *Message) {
+	copy(in, m.ID[:])
+	binary.LittleEndian.PutUint64(in[16:], uint64(m.SentAt.UnixMilli()))
+	in[24] = byte(m.Type)
+	in[25] = 0
+	binary.LittleEndian.PutUint32(in[26:], uint32(len(m.Body)))
+	n := copy(in[innerHeaderSize:], m.Body)
+	clear(in[innerHeaderSize+n : len(in)-SignatureSize])
+}
+
+// parseInner decodes an inner plaintext strictly; putInner of the result
+// gives back the same bytes (but the signature).
 func parseInner(in []byte) (*Message, error) {
 	l := len(in)
 	m := &Message{Type: MessageType(in[24])}
