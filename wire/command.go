@@ -98,23 +98,23 @@ func (s Status) String() string {
 type Reason byte
 
 const (
-	ReasonNone              Reason = 0
-	ReasonMalformed         Reason = 1  // a frame or command did not parse
-	ReasonTooLarge          Reason = 2  // larger than the relay's maximum
-	ReasonRateLimited       Reason = 3  // over the connection's rate limit
-	ReasonMailboxFull       Reason = 4  // recipient's storage quota reached
-	ReasonRecipientOffline  Reason = 5  // ephemeral frame, no receiving connection
-	ReasonUnknownRecipient  Reason = 6  // relay will not store for this id
-	ReasonShuttingDown      Reason = 7  // relay is stopping
-	ReasonInternal          Reason = 8  // relay-side failure (storage)
-	ReasonTooManyConns      Reason = 9  // connection caps reached
-	ReasonHandshakeFailed   Reason = 10 // handshake did not complete
-	ReasonVersion           Reason = 11 // protocol version not supported
-	ReasonIdle              Reason = 12 // keepalive not answered
-	ReasonSlowConsumer      Reason = 13 // send queue overflowed
-	ReasonExpired           Reason = 14 // stored frame reached its time to live
-	ReasonBadRecipient      Reason = 15 // addressed to the relay id or to itself
-	reasonCount                    = 16
+	ReasonNone             Reason = 0
+	ReasonMalformed        Reason = 1  // a frame or command did not parse
+	ReasonTooLarge         Reason = 2  // larger than the relay's maximum
+	ReasonRateLimited      Reason = 3  // over the connection's rate limit
+	ReasonMailboxFull      Reason = 4  // recipient's storage quota reached
+	ReasonRecipientOffline Reason = 5  // ephemeral frame, no receiving connection
+	ReasonUnknownRecipient Reason = 6  // relay will not store for this id
+	ReasonShuttingDown     Reason = 7  // relay is stopping
+	ReasonInternal         Reason = 8  // relay-side failure (storage)
+	ReasonTooManyConns     Reason = 9  // connection caps reached
+	ReasonHandshakeFailed  Reason = 10 // handshake did not complete
+	ReasonVersion          Reason = 11 // protocol version not supported
+	ReasonIdle             Reason = 12 // keepalive not answered
+	ReasonSlowConsumer     Reason = 13 // send queue overflowed
+	ReasonExpired          Reason = 14 // stored frame reached its time to live
+	ReasonBadRecipient     Reason = 15 // addressed to the relay id or to itself
+	reasonCount                   = 16
 )
 
 var reasonNames = [reasonCount]string{

@@ -52,7 +52,7 @@ import (
 const (
 	NonceSize          = chacha20poly1305.NonceSizeX // 24
 	PairTagSize        = 8
-	TagSize            = chacha20poly1305.Overhead // 16
+	TagSize            = chacha20poly1305.Overhead   // 16
 	EnvelopeHeaderSize = 1 + NonceSize + PairTagSize // 33
 	SignatureSize      = ed25519.SignatureSize       // 64
 	MessageIDSize      = 16

@@ -32,8 +32,8 @@ const (
 	// FlagEphemeral asks the relay to deliver the frame only to a receiving
 	// connection of the recipient that is online now, and never to store
 	// it (typing and presence). Relays set it on such frames they forward.
-	FlagEphemeral byte = 1 << 0
-	frameFlagsKnown    = FlagEphemeral
+	FlagEphemeral   byte = 1 << 0
+	frameFlagsKnown      = FlagEphemeral
 
 	// MaxFrameSize is the largest frame either side accepts: a peer
 	// envelope with the largest padding bucket. Readers check it before

@@ -32,8 +32,8 @@ const (
 
 // Handshake sizes.
 const (
-	HelloSize       = 2 + KeySize                             // 34
-	authPayloadSize = 1 + KeySize + ed25519.SignatureSize     // 97
+	HelloSize       = 2 + KeySize                                       // 34
+	authPayloadSize = 1 + KeySize + ed25519.SignatureSize               // 97
 	AuthSize        = 2 + KeySize + KeySize + 16 + authPayloadSize + 16 // 195
 )
 
