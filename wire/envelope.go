@@ -290,7 +290,7 @@ func (p *Pair) Seal(dst []byte, m *Message, rand io.Reader) ([]byte, error) {
 	copy(s, p.sendSig[:])
 	in := s[sigPrefixSize:]
 	putInner(in, m)
-	sig, err := p.self.ed.Sign(nil, s[:sigPrefixSize+l-SignatureSize], &ed25519.Options{Context: SigContextMessage})
+	sig, err := p.self.ed.Sign(nil, s[:sigPrefixSize+l-SignatureSize], messageSigOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +342,7 @@ func (p *Pair) Open(env []byte) (*Message, error) {
 		return nil, ErrDecrypt
 	}
 	in := s[sigPrefixSize:]
-	if ed25519.VerifyWithOptions(p.peer.Ed[:], s[:len(s)-SignatureSize], in[l-SignatureSize:], &ed25519.Options{Context: SigContextMessage}) != nil {
+	if ed25519.VerifyWithOptions(p.peer.Ed[:], s[:len(s)-SignatureSize], in[l-SignatureSize:], messageSigOpts) != nil {
 		return nil, ErrSignature
 	}
 	return parseInner(in)

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -62,7 +63,52 @@ const (
 // header (type and version).
 const noisePrologue = "wschat relay handshake"
 
-var noiseSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s)
+// newNoiseSuite returns Noise_KX_25519_ChaChaPoly_BLAKE2s for one
+// handshake. Its 25519 function is the one Noise specifies, computed with
+// crypto/ecdh on keys parsed once: crypto/ecdh derives the public key when
+// it parses a private key, so parsing per DH (as the x/crypto path
+// flynn/noise uses does) doubles the cost of every DH.
+func newNoiseSuite(static *ecdh.PrivateKey) noise.CipherSuite {
+	dh := &ecdh25519{keys: make(map[string]*ecdh.PrivateKey, 2)}
+	if static != nil {
+		dh.keys[string(static.Bytes())] = static
+	}
+	return noise.NewCipherSuite(dh, noise.CipherChaChaPoly, noise.HashBLAKE2s)
+}
+
+// ecdh25519 is noise.DHFunc over crypto/ecdh. Used by one handshake, on
+// one goroutine.
+type ecdh25519 struct {
+	keys map[string]*ecdh.PrivateKey // parsed private keys, by their bytes
+}
+
+func (d *ecdh25519) GenerateKeypair(rng io.Reader) (noise.DHKey, error) {
+	priv := make([]byte, KeySize)
+	if _, err := io.ReadFull(rng, priv); err != nil {
+		return noise.DHKey{}, err
+	}
+	k, err := ecdh.X25519().NewPrivateKey(priv)
+	if err != nil {
+		return noise.DHKey{}, err
+	}
+	d.keys[string(priv)] = k
+	return noise.DHKey{Private: priv, Public: k.PublicKey().Bytes()}, nil
+}
+
+func (d *ecdh25519) DH(priv, pub []byte) ([]byte, error) {
+	k, ok := d.keys[string(priv)]
+	if !ok {
+		var err error
+		if k, err = ecdh.X25519().NewPrivateKey(priv); err != nil {
+			return nil, err
+		}
+		d.keys[string(priv)] = k
+	}
+	return x25519(k, pub)
+}
+
+func (*ecdh25519) DHLen() int     { return KeySize }
+func (*ecdh25519) DHName() string { return "25519" }
 
 // Handshake errors.
 var (
@@ -109,7 +155,7 @@ func NewRelayHandshake(r *RelayIdentity, rand io.Reader) (*RelayHandshake, []byt
 	h.hello[1] = ProtocolVersion
 	pub := r.pub
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   noiseSuite,
+		CipherSuite:   newNoiseSuite(r.priv),
 		Random:        rand,
 		Pattern:       noise.HandshakeKX,
 		Initiator:     true,
@@ -142,15 +188,16 @@ func (h *RelayHandshake) Finish(auth []byte) (*AuthResult, error) {
 	if auth[1] != ProtocolVersion {
 		return nil, fmt.Errorf("%w: client speaks %d, relay %d", ErrHandshakeVersion, auth[1], ProtocolVersion)
 	}
-	if err := CheckX25519Public(auth[2 : 2+KeySize]); err != nil {
-		return nil, fmt.Errorf("client ephemeral key: %w", err)
-	}
 	var payload [authPayloadSize]byte
 	// KX: the first CipherState encrypts initiator (relay) -> responder.
 	pl, r2c, c2r, err := h.hs.ReadMessage(payload[:0], auth[2:])
 	if err != nil || r2c == nil || len(pl) != authPayloadSize {
-		// The client's static key is decrypted before the last DH; report
-		// a low-order one as such rather than as a decryption failure.
+		// A low-order key fails a DH; report it as such rather than as a
+		// decryption failure. (The static key is decrypted before the last
+		// DH, so it is known here.)
+		if err := CheckX25519Public(auth[2 : 2+KeySize]); err != nil {
+			return nil, fmt.Errorf("client ephemeral key: %w", err)
+		}
 		if rs := h.hs.PeerStatic(); len(rs) == KeySize {
 			if kerr := CheckX25519Public(rs); kerr != nil {
 				return nil, fmt.Errorf("client key: %w", kerr)
@@ -162,12 +209,14 @@ func (h *RelayHandshake) Finish(auth []byte) (*AuthResult, error) {
 	if flags&^connFlagsKnown != 0 {
 		return nil, ErrHandshakeFlags
 	}
-	peer, err := NewPublicIdentity(h.hs.PeerStatic(), pl[1:1+KeySize])
+	// The es DH with the client's static key gave a non-zero result, so
+	// the key is not of low order: skip that (costly) probe.
+	peer, err := newPublicIdentity(h.hs.PeerStatic(), pl[1:1+KeySize], false)
 	if err != nil {
 		return nil, fmt.Errorf("client key: %w", err)
 	}
 	msg := authSigned(auth[1], h.relay.pub, h.hello[2:], peer, flags)
-	if err := ed25519.VerifyWithOptions(peer.Ed[:], msg[:], pl[1+KeySize:], &ed25519.Options{Context: SigContextRelayAuth}); err != nil {
+	if err := ed25519.VerifyWithOptions(peer.Ed[:], msg[:], pl[1+KeySize:], relayAuthSigOpts); err != nil {
 		return nil, ErrHandshakeSignature
 	}
 	return &AuthResult{
@@ -215,20 +264,20 @@ func ClientHandshake(id *Identity, relay RelayKey, flags byte, hello []byte, ran
 	payload[0] = flags
 	copy(payload[1:], id.pub.Ed[:])
 	msg := authSigned(ProtocolVersion, relay, hello[2:], id.pub, flags)
-	sig, err := id.ed.Sign(nil, msg[:], &ed25519.Options{Context: SigContextRelayAuth})
+	sig, err := id.ed.Sign(nil, msg[:], relayAuthSigOpts)
 	if err != nil {
 		return nil, nil, err
 	}
 	copy(payload[1+KeySize:], sig)
 	static := noise.DHKey{Private: id.x.Bytes(), Public: id.pub.X[:]}
-	return clientAuth(static, relay, hello, payload[:], rand)
+	return clientAuth(static, relay, hello, payload[:], rand, id.x)
 }
 
 // clientAuth writes Noise KX message 2 with the given static key and
 // payload. Tests call it directly to forge hostile Auth messages.
-func clientAuth(static noise.DHKey, relay RelayKey, hello, payload []byte, rand io.Reader) ([]byte, *Session, error) {
+func clientAuth(static noise.DHKey, relay RelayKey, hello, payload []byte, rand io.Reader, parsed *ecdh.PrivateKey) ([]byte, *Session, error) {
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   noiseSuite,
+		CipherSuite:   newNoiseSuite(parsed),
 		Random:        rand,
 		Pattern:       noise.HandshakeKX,
 		Initiator:     false,

@@ -164,7 +164,7 @@ func TestHandshakeTamper(t *testing.T) {
 func forgeAuth(t *testing.T, r *RelayIdentity, hello []byte, static noise.DHKey, ed []byte, flags byte, sig []byte) []byte {
 	t.Helper()
 	payload := append(append([]byte{flags}, ed...), sig...)
-	auth, _, err := clientAuth(static, r.Public(), hello, payload, rand.Reader)
+	auth, _, err := clientAuth(static, r.Public(), hello, payload, rand.Reader, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

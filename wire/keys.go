@@ -92,8 +92,14 @@ type PublicIdentity struct {
 // NewPublicIdentity validates both keys and returns the identity they form.
 // It is the single door through which foreign keys enter the program.
 func NewPublicIdentity(x, ed []byte) (PublicIdentity, error) {
+	return newPublicIdentity(x, ed, true)
+}
+
+// newPublicIdentity skips the X25519 low-order probe when probeX is false:
+// only for a key that has just given a non-zero DH result.
+func newPublicIdentity(x, ed []byte, probeX bool) (PublicIdentity, error) {
 	var p PublicIdentity
-	if err := CheckX25519Public(x); err != nil {
+	if err := checkX25519(x, probeX); err != nil {
 		return p, err
 	}
 	if err := CheckEd25519Public(ed); err != nil {
@@ -155,7 +161,9 @@ var lowOrderProbe = [KeySize]byte{
 
 // CheckX25519Public refuses a public key that is not 32 bytes, not
 // canonical, or of low order.
-func CheckX25519Public(b []byte) error {
+func CheckX25519Public(b []byte) error { return checkX25519(b, true) }
+
+func checkX25519(b []byte, probe bool) error {
 	if len(b) != KeySize {
 		return ErrKeySize
 	}
@@ -164,6 +172,9 @@ func CheckX25519Public(b []byte) error {
 	}
 	// x/crypto's X25519 fails with "low order point" when the product is all
 	// zero; we report that as ErrLowOrderKey.
+	if !probe {
+		return nil
+	}
 	if _, err := curve25519.X25519(lowOrderProbe[:], b); err != nil {
 		return ErrLowOrderKey
 	}

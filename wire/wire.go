@@ -35,6 +35,8 @@
 //	   signature inside the ciphertext, message ids, padding buckets.
 package wire
 
+import "crypto/ed25519"
+
 // ProtocolVersion is the version spoken in the handshake and written in
 // every peer envelope. A receiver refuses any other version (no downgrade).
 const ProtocolVersion = 1
@@ -67,4 +69,9 @@ const (
 	SigContextMessage = "wschat v1 message"
 	// SigContextRelayAuth: the client's signature in the handshake.
 	SigContextRelayAuth = "wschat v1 relay auth"
+)
+
+var (
+	messageSigOpts   = &ed25519.Options{Context: SigContextMessage}
+	relayAuthSigOpts = &ed25519.Options{Context: SigContextRelayAuth}
 )

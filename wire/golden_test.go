@@ -1,0 +1,234 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden vectors in testdata/")
+
+const goldenFile = "testdata/golden-v1.txt"
+
+type vector struct{ name, hex string }
+
+// goldenVectors computes the protocol-1 vectors from fixed keys and fixed
+// randomness: a full connection (Hello, Auth, the relay's Welcome, a
+// client Ping, a data frame carrying an envelope, its Custody answer, the
+// recipient's Ack) and the envelope itself.
+func goldenVectors(t *testing.T) []vector {
+	alice, bob := fixedIdentity(t, 1), fixedIdentity(t, 2)
+	r := fixedRelay(t)
+	var out []vector
+	add := func(name string, b []byte) { out = append(out, vector{name, hex.EncodeToString(b)}) }
+	ax, aed := alice.Seeds()
+	add("alice_x25519_seed", ax[:])
+	add("alice_ed25519_seed", aed[:])
+	ap := alice.Public()
+	add("alice_x25519_public", ap.X[:])
+	add("alice_ed25519_public", ap.Ed[:])
+	fp := alice.Public().Fingerprint()
+	add("alice_fingerprint", fp[:])
+	aid := alice.Public().ID()
+	add("alice_routing_id", aid[:])
+	bid := bob.Public().ID()
+	add("bob_routing_id", bid[:])
+	rs := r.Seed()
+	add("relay_seed", rs[:])
+	rk := r.Public()
+	add("relay_key", rk[:])
+	out = append(out, vector{"relay_address", hex.EncodeToString([]byte("ws://127.0.0.1:8443/#" + rk.String()))})
+
+	rh, hello, err := NewRelayHandshake(r, detRand("golden relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("hello", hello)
+	auth, cs, err := ClientHandshake(alice, r.Public(), ConnReceive, hello, detRand("golden client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("auth", auth)
+	res, err := rh.Finish(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	welcome, _, err := res.Session.Send.AppendCommand(nil, &Command{Op: OpWelcome, Version: ProtocolVersion, ConnFlags: ConnReceive, Time: uint64(fixedTime.UnixMilli()), MaxFrameSize: MaxFrameSize, ID: aid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("frame_s2c_0_welcome", welcome)
+	ping, _, err := cs.Send.AppendCommand(nil, &Command{Op: OpPing, Token: 0x0102030405060708})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("frame_c2s_0_ping", ping)
+
+	ab, err := alice.Pair(bob.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Message{SentAt: fixedTime, Type: TypeText, Body: []byte("hello, bob")}
+	for i := range m.ID {
+		m.ID[i] = byte(i)
+	}
+	env, err := ab.Seal(nil, m, detRand("golden envelope"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("envelope_alice_to_bob", env)
+	data := append(make([]byte, FrameHeaderSize), env...)
+	if _, err := cs.Send.SealHeader(data, bid, 0); err != nil {
+		t.Fatal(err)
+	}
+	add("frame_c2s_1_data_to_bob", data)
+	custody, _, err := res.Session.Send.AppendCommand(nil, &Command{Op: OpCustody, Custody: []CustodyEntry{{Index: 1, Status: StatusStored}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("frame_s2c_1_custody", custody)
+	ack, _, err := cs.Send.AppendCommand(nil, &Command{Op: OpAck, Acks: []uint64{0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("frame_c2s_2_ack", ack)
+	return out
+}
+
+func TestGoldenVectors(t *testing.T) {
+	got := goldenVectors(t)
+	if *update {
+		var b strings.Builder
+		b.WriteString("# wschat wire format, protocol version 1: golden vectors (hex).\n")
+		b.WriteString("# expect: ok — made from the fixed keys and randomness in golden_test.go,\n")
+		b.WriteString("# reproduced byte for byte and decoded by every later version that speaks 1.\n")
+		b.WriteString("# relay_address is the hex of the ASCII string.\n")
+		for _, v := range got {
+			fmt.Fprintf(&b, "%s: %s\n", v.name, v.hex)
+		}
+		if err := os.WriteFile(goldenFile, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := readGolden(t)
+	if len(want) != len(got) {
+		t.Fatalf("%s has %d vectors, code makes %d", goldenFile, len(want), len(got))
+	}
+	for _, v := range got {
+		if want[v.name] != v.hex {
+			t.Errorf("%s drifted:\n got  %s\n want %s", v.name, v.hex, want[v.name])
+		}
+	}
+}
+
+func readGolden(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := os.Open(goldenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m := map[string]string{}
+	s := bufio.NewScanner(f)
+	s.Buffer(nil, 1<<20)
+	for s.Scan() {
+		line := s.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			t.Fatalf("bad line %q", line)
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// TestGoldenDecode decodes the stored bytes, not freshly made ones: old
+// frames must stay readable whatever the encoder does later.
+func TestGoldenDecode(t *testing.T) {
+	g := readGolden(t)
+	b := func(name string) []byte {
+		v, err := hex.DecodeString(g[name])
+		if err != nil || len(v) == 0 {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return v
+	}
+	alice, bob := fixedIdentity(t, 1), fixedIdentity(t, 2)
+	r := fixedRelay(t)
+	addr, err := ParseRelayAddress(string(b("relay_address")))
+	if err != nil || addr.Key != r.Public() {
+		t.Fatalf("relay address: %v", err)
+	}
+	// The relay side, with the same ephemeral randomness, accepts the stored Auth.
+	rh, hello, err := NewRelayHandshake(r, detRand("golden relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(hello, b("hello")) {
+		t.Fatal("hello differs")
+	}
+	res, err := rh.Finish(b("auth"))
+	if err != nil {
+		t.Fatalf("stored auth: %v", err)
+	}
+	if !res.Peer.Equal(alice.Public()) || !res.Receive {
+		t.Fatalf("stored auth names %v receive=%v", res.Peer, res.Receive)
+	}
+	// The client side accepts the stored Hello and the stored relay frames.
+	_, cs, err := ClientHandshake(alice, r.Public(), ConnReceive, b("hello"), detRand("golden client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	openCmd := func(f *Framer, name string, op Op) *Command {
+		frame := b(name)
+		h, err := f.OpenHeader(frame)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c, err := f.OpenCommand(h, frame)
+		if err != nil || c.Op != op {
+			t.Fatalf("%s: %+v, %v", name, c, err)
+		}
+		return c
+	}
+	if w := openCmd(cs.Recv, "frame_s2c_0_welcome", OpWelcome); w.ID != alice.Public().ID() || w.Time != uint64(fixedTime.UnixMilli()) {
+		t.Fatalf("welcome %+v", w)
+	}
+	if p := openCmd(res.Session.Recv, "frame_c2s_0_ping", OpPing); p.Token != 0x0102030405060708 {
+		t.Fatalf("ping %+v", p)
+	}
+	data := b("frame_c2s_1_data_to_bob")
+	h, err := res.Session.Recv.OpenHeader(data)
+	if err != nil || h.ID != bob.Public().ID() || h.Index != 1 || h.Flags != 0 {
+		t.Fatalf("data frame header %+v, %v", h, err)
+	}
+	if !bytes.Equal(data[FrameHeaderSize:], b("envelope_alice_to_bob")) {
+		t.Fatal("data frame body is not the envelope")
+	}
+	if c := openCmd(cs.Recv, "frame_s2c_1_custody", OpCustody); c.Custody[0] != (CustodyEntry{Index: 1, Status: StatusStored}) {
+		t.Fatalf("custody %+v", c)
+	}
+	if a := openCmd(res.Session.Recv, "frame_c2s_2_ack", OpAck); len(a.Acks) != 1 || a.Acks[0] != 0 {
+		t.Fatalf("ack %+v", a)
+	}
+	// Bob opens the stored envelope.
+	ba, err := bob.Pair(alice.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ba.Open(b("envelope_alice_to_bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Body) != "hello, bob" || m.Type != TypeText || !m.SentAt.Equal(fixedTime) || m.ID[15] != 15 {
+		t.Fatalf("opened %+v", m)
+	}
+}
