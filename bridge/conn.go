@@ -1,0 +1,206 @@
+// Package bridge is the wschat client library: it connects to a relay with
+// a pinned key, authenticates, and exchanges end-to-end encrypted frames
+// with other identities. Programs use it without the CLI.
+//
+// Conn is the lowest layer: one authenticated connection, frames in and
+// out. Higher layers (outbox, local store, reconnects) build on it.
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wschat/wschat/wire"
+)
+
+// Subprotocol is the WebSocket subprotocol of protocol version 1.
+const Subprotocol = "wschat.v1"
+
+// ErrRelayAuth: the relay did not prove it holds the pinned key (or is not
+// a wschat relay).
+var ErrRelayAuth = errors.New("relay did not authenticate (wrong relay key in the address?)")
+
+// Conn is one authenticated connection to a relay. Send methods may be
+// called from several goroutines; Read from one.
+type Conn struct {
+	ws      *websocket.Conn
+	self    wire.PublicIdentity
+	welcome *wire.Command // static after Dial
+
+	wmu  sync.Mutex   // guards send and writes to ws
+	send *wire.Framer // guarded by wmu
+	recv *wire.Framer // owned by the reader
+}
+
+// DialOptions tune Dial. The zero value is fine.
+type DialOptions struct {
+	Receive bool          // receive the identity's incoming frames on this connection
+	Timeout time.Duration // for the whole handshake; default 10s
+	Header  http.Header   // extra HTTP headers (tests)
+}
+
+// Dial connects to the relay at addr, runs the handshake as id, and waits
+// for the relay's Welcome, which proves the relay holds addr's key.
+func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt DialOptions) (*Conn, error) {
+	if opt.Timeout == 0 {
+		opt.Timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
+	defer cancel()
+	d := websocket.Dialer{
+		HandshakeTimeout: opt.Timeout,
+		Subprotocols:     []string{Subprotocol},
+		ReadBufferSize:   4096,
+		WriteBufferSize:  4096,
+		Proxy:            http.ProxyFromEnvironment,
+	}
+	ws, _, err := d.DialContext(ctx, addr.URL, opt.Header)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", addr.URL, err)
+	}
+	c, err := handshake(ctx, ws, addr, id, opt.Receive)
+	if err != nil {
+		ws.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func handshake(ctx context.Context, ws *websocket.Conn, addr wire.RelayAddress, id *wire.Identity, receive bool) (*Conn, error) {
+	deadline, _ := ctx.Deadline()
+	ws.SetReadDeadline(deadline)
+	ws.SetWriteDeadline(deadline)
+	ws.SetReadLimit(wire.HelloSize)
+	mt, hello, err := ws.ReadMessage()
+	if err != nil {
+		return nil, fmt.Errorf("relay hello: %w", err)
+	}
+	if mt != websocket.BinaryMessage {
+		return nil, fmt.Errorf("relay hello: %w", wire.ErrHandshakeMalformed)
+	}
+	var flags byte
+	if receive {
+		flags = wire.ConnReceive
+	}
+	auth, sess, err := wire.ClientHandshake(id, addr.Key, flags, hello, rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("relay hello: %w", err)
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, auth); err != nil {
+		return nil, fmt.Errorf("sending auth: %w", err)
+	}
+	ws.SetReadLimit(wire.MaxFrameSize)
+	_, frame, err := ws.ReadMessage()
+	if err != nil {
+		// A relay that cannot read Auth (another key) closes the connection.
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code == websocket.ClosePolicyViolation {
+			return nil, ErrRelayAuth
+		}
+		return nil, fmt.Errorf("waiting for the relay's welcome: %w", err)
+	}
+	h, err := sess.Recv.OpenHeader(frame)
+	if err != nil || !h.ID.IsRelay() {
+		return nil, ErrRelayAuth
+	}
+	w, err := sess.Recv.OpenCommand(h, frame)
+	if err != nil || w.Op != wire.OpWelcome {
+		return nil, ErrRelayAuth
+	}
+	if w.ID != id.Public().ID() {
+		return nil, fmt.Errorf("relay computed routing id %s, want %s", w.ID, id.Public().ID())
+	}
+	ws.SetReadDeadline(time.Time{})
+	ws.SetWriteDeadline(time.Time{})
+	return &Conn{ws: ws, self: id.Public(), welcome: w, send: sess.Send, recv: sess.Recv}, nil
+}
+
+// Welcome is the relay's Welcome command (its clock, its frame limit).
+func (c *Conn) Welcome() *wire.Command { return c.welcome }
+
+// SendData sends a data frame to a peer and returns its index, which the
+// relay's Custody answer names.
+func (c *Conn) SendData(to wire.RoutingID, flags byte, body []byte) (uint64, error) {
+	frame := make([]byte, wire.FrameHeaderSize+len(body))
+	copy(frame[wire.FrameHeaderSize:], body)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	i, err := c.send.SealHeader(frame, to, flags)
+	if err != nil {
+		return 0, err
+	}
+	return i, c.ws.WriteMessage(websocket.BinaryMessage, frame)
+}
+
+// SendRaw writes bytes as one WebSocket message, bypassing the framer:
+// for tests that play a hostile client.
+func (c *Conn) SendRaw(msg []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.ws.WriteMessage(websocket.BinaryMessage, msg)
+}
+
+// SendCommand sends a relay command (Ack, Ping).
+func (c *Conn) SendCommand(cmd *wire.Command) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	frame, _, err := c.send.AppendCommand(nil, cmd)
+	if err != nil {
+		return err
+	}
+	return c.ws.WriteMessage(websocket.BinaryMessage, frame)
+}
+
+// Incoming is one frame from the relay: a relay command, or a data frame
+// from a peer (Body is the envelope, not yet opened).
+type Incoming struct {
+	Header  wire.Header
+	Command *wire.Command // set for frames from the relay
+	Body    []byte        // set for data frames
+}
+
+// Read returns the next frame. A frame that does not authenticate, or any
+// read error, ends the connection.
+func (c *Conn) Read() (Incoming, error) {
+	for {
+		mt, frame, err := c.ws.ReadMessage()
+		if err != nil {
+			return Incoming{}, err
+		}
+		if mt != websocket.BinaryMessage {
+			return Incoming{}, errors.New("relay sent a text message")
+		}
+		h, err := c.recv.OpenHeader(frame)
+		if err != nil {
+			return Incoming{}, err
+		}
+		if !h.ID.IsRelay() {
+			return Incoming{Header: h, Body: frame[wire.FrameHeaderSize:]}, nil
+		}
+		cmd, err := c.recv.OpenCommand(h, frame)
+		if errors.Is(err, wire.ErrUnknownCommand) {
+			continue
+		}
+		if err != nil {
+			return Incoming{}, err
+		}
+		return Incoming{Header: h, Command: cmd}, nil
+	}
+}
+
+// SetReadDeadline bounds the next Read.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
+
+// Close closes the connection.
+func (c *Conn) Close() error {
+	// WriteControl may run beside a blocked data write.
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	return c.ws.Close()
+}

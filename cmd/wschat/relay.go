@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/wschat/wschat/keys"
+	"github.com/wschat/wschat/relayd"
+)
+
+type relayOptions struct {
+	listen    string
+	url       string
+	data      string
+	mailbox   string
+	tlsCert   string
+	tlsKey    string
+	acme      string
+	logLevel  string
+	limits    relayd.Limits
+	mbLimits  relayd.MailboxLimits
+	origins   []string
+	drainWait time.Duration
+}
+
+func newRelayCmd(e *env) *cobra.Command {
+	o := &relayOptions{}
+	cmd := &cobra.Command{
+		Use:   "relay",
+		Short: "Run the relay",
+		Long: `Run the wschat relay: it routes end-to-end encrypted frames between identities
+and stores frames for recipients that are offline. It never sees a plaintext.
+
+The first line on stdout is the relay address (the URL and the relay's public
+key, one string) that clients are given. Everything else goes to stderr.
+On first start the relay makes its key in the data directory (0600) and reuses
+it afterwards. SIGINT or SIGTERM stop it gracefully: it stops accepting, tells
+clients when to reconnect, stores what was not yet acknowledged, and exits 0.`,
+		Example: `  # Local relay with embedded defaults
+  wschat relay
+
+  # Pick a free port and keep nothing on disk
+  wschat relay --listen 127.0.0.1:0 --mailbox memory
+
+  # Public relay with a certificate from Let's Encrypt
+  wschat relay --listen :443 --acme relay.example.com`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRelay(cmd.Context(), e, o) },
+	}
+	f := cmd.Flags()
+	d := relayd.DefaultLimits
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to listen on (port 0 picks a free port)")
+	f.StringVar(&o.url, "url", "", "public URL clients use, if not the listen address (e.g. wss://relay.example.com/)")
+	f.StringVar(&o.data, "data", defaultRelayData(), "directory for the relay key and the mailbox")
+	f.StringVar(&o.mailbox, "mailbox", "disk", "where stored frames live: disk (survives restarts and crashes) or memory (nothing on disk)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "serve wss with this certificate file (PEM)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "private key file for --tls-cert (PEM)")
+	f.StringVar(&o.acme, "acme", "", "serve wss with a certificate for DOMAIN from Let's Encrypt (needs ports 443 and 80 reachable)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (logs carry short ids only, never content)")
+	f.IntVar(&o.limits.MaxFrameSize, "max-frame-size", d.MaxFrameSize, "largest frame accepted, in bytes (checked before the body is read)")
+	f.DurationVar(&o.limits.HandshakeTimeout, "handshake-timeout", d.HandshakeTimeout, "time allowed from connect to authenticated")
+	f.DurationVar(&o.limits.PingInterval, "ping-interval", d.PingInterval, "ping a client after this much silence")
+	f.DurationVar(&o.limits.IdleTimeout, "idle-timeout", d.IdleTimeout, "close a connection after this much silence")
+	f.DurationVar(&o.limits.WriteTimeout, "write-timeout", d.WriteTimeout, "time allowed for one write to a client")
+	f.IntVar(&o.limits.SendQueue, "send-queue", d.SendQueue, "frames queued per connection before frames are stored instead")
+	f.Float64Var(&o.limits.RateBytes, "rate", d.RateBytes, "bytes per second one connection may send")
+	f.IntVar(&o.limits.RateBurst, "burst", d.RateBurst, "burst size in bytes for --rate")
+	f.IntVar(&o.limits.MaxConnsPerIP, "max-conns-per-ip", d.MaxConnsPerIP, "concurrent connections from one address")
+	f.IntVar(&o.limits.MaxConns, "max-conns", d.MaxConns, "concurrent connections in all")
+	f.DurationVar(&o.limits.AckTimeout, "ack-timeout", d.AckTimeout, "store a delivered frame the recipient has not acknowledged by then")
+	f.StringSliceVar(&o.origins, "allow-origin", nil, "browser origin allowed to connect besides the relay's own host (repeatable)")
+	f.IntVar(&o.mbLimits.MaxFrames, "mailbox-max-frames", relayd.DefaultMailboxMaxFrames, "frames stored per recipient")
+	f.Int64Var(&o.mbLimits.MaxBytes, "mailbox-max-bytes", relayd.DefaultMailboxMaxBytes, "bytes stored per recipient")
+	f.DurationVar(&o.mbLimits.TTL, "ttl", relayd.DefaultMailboxTTL, "how long a stored frame is kept")
+	f.DurationVar(&o.drainWait, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
+	return cmd
+}
+
+func defaultRelayData() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "wschat-relay"
+	}
+	return filepath.Join(dir, "wschat", "relay")
+}
+
+func runRelay(ctx context.Context, e *env, o *relayOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)}
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return usageError{errors.New("--tls-cert and --tls-key go together")}
+	}
+	if o.acme != "" && o.tlsCert != "" {
+		return usageError{errors.New("--acme and --tls-cert are alternatives")}
+	}
+	if o.mbLimits.TTL <= 0 || o.mbLimits.TTL >= 30*24*time.Hour {
+		return usageError{fmt.Errorf("--ttl %v: must be positive and under 30 days (the clients' replay horizon)", o.mbLimits.TTL)}
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	id, created, err := keys.LoadOrCreateRelayKey(filepath.Join(o.data, "relay.key"), rand.Reader)
+	if err != nil {
+		return withHint(err, "the relay key lives in --data; fix or move the file named above")
+	}
+	if created {
+		log.Info("made a new relay key", "dir", o.data)
+	}
+	var mb relayd.Mailbox
+	switch o.mailbox {
+	case "disk":
+		b, err := relayd.OpenBoltMailbox(filepath.Join(o.data, "mailbox.db"), o.mbLimits)
+		if err != nil {
+			return withHint(err, "is another relay running with the same --data?")
+		}
+		mb = b
+	case "memory":
+		mb = relayd.NewMemoryMailbox(o.mbLimits)
+	default:
+		return usageError{fmt.Errorf("--mailbox %q: want disk or memory", o.mailbox)}
+	}
+	mbOpen := true
+	defer func() {
+		if mbOpen {
+			mb.Close()
+		}
+	}()
+	o.limits.AllowedOrigins = o.origins
+	srv, err := relayd.New(relayd.Config{Identity: id, Mailbox: mb, Limits: o.limits, Logger: log})
+	if err != nil {
+		return usageError{err}
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "ws"
+	switch {
+	case o.tlsCert != "":
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("tls: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "wss"
+	case o.acme != "":
+		m := &autocert.Manager{
+			Prompt:     autocert.AcceptTOS,
+			HostPolicy: autocert.HostWhitelist(o.acme),
+			Cache:      autocert.DirCache(filepath.Join(o.data, "acme")),
+		}
+		ln = tls.NewListener(ln, m.TLSConfig())
+		scheme = "wss"
+		if o.url == "" {
+			o.url = "wss://" + o.acme + "/"
+		}
+	}
+	url := o.url
+	if url == "" {
+		host, port, _ := net.SplitHostPort(ln.Addr().String())
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+		url = scheme + "://" + net.JoinHostPort(host, port) + "/"
+	}
+	if !strings.HasSuffix(url, "/") && !strings.Contains(strings.TrimPrefix(strings.TrimPrefix(url, "wss://"), "ws://"), "/") {
+		url += "/"
+	}
+	addr := srv.Address(url)
+	if _, err := fmt.Fprintln(e.stdout, addr.String()); err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info("relay listening", "addr", ln.Addr().String(), "url", url, "mailbox", o.mailbox)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), o.drainWait)
+	defer cancel()
+	if err := srv.Shutdown(sctx, time.Second); err != nil {
+		log.Warn("shutdown did not finish cleanly", "err", err)
+	}
+	<-served
+	mbOpen = false
+	if err := mb.Close(); err != nil {
+		return fmt.Errorf("closing the mailbox: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

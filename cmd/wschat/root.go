@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// Exit codes, the same for every command.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitUsage   = 2
+	exitTimeout = 3
+	exitTrust   = 4
+)
+
+// usageError marks a command-line mistake (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// hintError adds a "hint:" line to an error.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e hintError) Error() string { return e.err.Error() }
+func (e hintError) Unwrap() error { return e.err }
+
+func withHint(err error, hint string) error { return hintError{err, hint} }
+
+// exitCode maps an error to the exit code. The one place it happens.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, context.DeadlineExceeded):
+		return exitTimeout
+	}
+	return exitError
+}
+
+// Main runs wschat with args and returns the exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRoot(stdin, stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "wschat: %s\n", err)
+		var he hintError
+		if errors.As(err, &he) {
+			fmt.Fprintf(stderr, "hint: %s\n", he.hint)
+		}
+	}
+	return exitCode(err)
+}
+
+// env is where commands find their streams.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "wschat",
+		Short: "End-to-end encrypted messages between agents, scripts and humans",
+		Long: `wschat lets AI agents and shell scripts converse with humans, end-to-end
+encrypted, through a relay that only ever sees ciphertext.
+
+Every flag can also be set with an environment variable: see 'wschat help environment'.
+Exit codes: 0 ok, 1 error, 2 usage, 3 timed out, 4 trust failure.`,
+		Version:           version,
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd) },
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newRelayCmd(e))
+	topic := &cobra.Command{Use: "environment", Short: "Environment variables: every flag has one"}
+	root.AddCommand(topic)
+	topic.Long = environmentHelp(root)
+	// Cobra's own argument errors are usage errors too.
+	for _, c := range root.Commands() {
+		wrapArgs(c)
+	}
+	return root
+}
+
+func wrapArgs(c *cobra.Command) {
+	if c.Args != nil {
+		args := c.Args
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if err := args(cmd, a); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		wrapArgs(sub)
+	}
+}
+
+// envName is the environment variable of a flag: WSCHAT_ and the flag
+// name in upper case with '-' as '_'.
+func envName(flag string) string {
+	return "WSCHAT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag of cmd that was not given on the command line
+// from its environment variable.
+func applyEnv(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" || f.Name == "version" {
+			return
+		}
+		v, ok := os.LookupEnv(envName(f.Name))
+		if !ok {
+			return
+		}
+		if e := cmd.Flags().Set(f.Name, v); e != nil {
+			err = usageError{fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)}
+		}
+	})
+	return err
+}
+
+// environmentHelp lists every flag's variable.
+func environmentHelp(root *cobra.Command) string {
+	type row struct{ name, usage, cmds string }
+	rows := map[string]*row{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if f.Name == "help" || f.Name == "version" {
+				return
+			}
+			n := envName(f.Name)
+			r := rows[n]
+			if r == nil {
+				r = &row{name: n, usage: f.Usage}
+				rows[n] = r
+			}
+			if r.cmds != "" {
+				r.cmds += ", "
+			}
+			r.cmds += c.CommandPath()
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	names := make([]string, 0, len(rows))
+	for n := range rows {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("Every flag can be set with an environment variable named WSCHAT_ and the flag\nname in upper case, with '-' as '_'. A flag on the command line wins.\n\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-32s %s (%s)\n", n, rows[n].usage, rows[n].cmds)
+	}
+	return b.String()
+}

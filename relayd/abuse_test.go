@@ -1,0 +1,219 @@
+package relayd_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/relayd"
+	"github.com/wschat/wschat/wire"
+)
+
+func wsURL(r *testRelay) string { return r.addr.URL }
+
+// rawDial opens a WebSocket to the relay without a handshake.
+func rawDial(t testing.TB, r *testRelay) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(r), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+// expectClosed reads until the relay closes the connection.
+func expectClosed(t testing.TB, ws *websocket.Conn) {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("relay did not close the connection")
+			}
+			return
+		}
+	}
+}
+
+// healthy checks that the relay still serves honest clients.
+func healthy(t testing.TB, r *testRelay) {
+	t.Helper()
+	alice, bob := newIdentity(t), newIdentity(t)
+	bc := dial(t, r, bob, true)
+	backlogDone(t, bc)
+	ac := dial(t, r, alice, false)
+	ac.SendData(bob.Public().ID(), 0, body(1))
+	if e := custody(t, ac); e.Status != wire.StatusDelivered {
+		t.Fatalf("honest client after abuse: %+v", e)
+	}
+	readData(t, bc)
+}
+
+func TestGarbageBeforeHandshake(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	for _, junk := range [][]byte{nil, {0x02}, bytes.Repeat([]byte{0xff}, wire.AuthSize), bytes.Repeat([]byte{0x02, 0x01}, 10000)} {
+		ws := rawDial(t, r)
+		ws.ReadMessage() // Hello
+		ws.WriteMessage(websocket.BinaryMessage, junk)
+		expectClosed(t, ws)
+	}
+	ws := rawDial(t, r)
+	ws.ReadMessage()
+	ws.WriteMessage(websocket.TextMessage, []byte("hello?"))
+	expectClosed(t, ws)
+	healthy(t, r)
+}
+
+func TestSlowlorisHandshake(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{HandshakeTimeout: 300 * time.Millisecond}, "")
+	defer r.stop()
+	ws := rawDial(t, r)
+	start := time.Now()
+	expectClosed(t, ws) // says nothing after Hello
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("closed after %v", d)
+	}
+	// A half-open TCP connection that never upgrades is cut by the HTTP
+	// header timeout; meanwhile the relay serves others.
+	c, err := net.Dial("tcp", r.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n"))
+	healthy(t, r)
+}
+
+func TestOversizedAndBadFrames(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	id := newIdentity(t)
+	for name, send := range map[string]func(c *bridge.Conn) error{
+		"oversized": func(c *bridge.Conn) error { return c.SendRaw(make([]byte, wire.MaxFrameSize+1)) },
+		"short":     func(c *bridge.Conn) error { return c.SendRaw(make([]byte, 3)) },
+		"garbage":   func(c *bridge.Conn) error { return c.SendRaw(bytes.Repeat([]byte{0x5a}, 300)) },
+	} {
+		c := dial(t, r, id, false)
+		if err := send(c); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, err := c.Read(); err != nil {
+				break // closed, as it should be
+			}
+		}
+	}
+	healthy(t, r)
+}
+
+func TestConnectionCapPerIP(t *testing.T) {
+	const limit = 20
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{MaxConnsPerIP: limit}, "")
+	defer r.stop()
+	var mu sync.Mutex
+	var conns []*websocket.Conn
+	refused := 0
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ws, resp, err := websocket.DefaultDialer.Dial(wsURL(r), nil)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+					refused++
+				}
+				return
+			}
+			conns = append(conns, ws)
+		}()
+	}
+	wg.Wait()
+	if len(conns) != limit || refused != 200-limit {
+		t.Fatalf("%d accepted, %d refused; want %d accepted", len(conns), refused, limit)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	// The slots come back once the connections are gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := bridge.Dial(context.Background(), r.addr, newIdentity(t), bridge.DialOptions{})
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot after closing: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestOriginChecked(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	_, resp, err := websocket.DefaultDialer.Dial(wsURL(r), http.Header{"Origin": {"https://evil.example"}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("foreign origin: %v %v", err, resp)
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(wsURL(r), "ws://"), "/")
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(r), http.Header{"Origin": {"http://" + host}})
+	if err != nil {
+		t.Fatalf("same origin: %v", err)
+	}
+	ws.Close()
+}
+
+// A flood from one client is slowed to its rate; others are unaffected.
+func TestFloodIsRateLimited(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 1 << 20}), relayd.Limits{RateBytes: 64 << 10, RateBurst: wire.MaxFrameSize}, "")
+	defer r.stop()
+	flooder := dial(t, r, newIdentity(t), false)
+	victim := newIdentity(t).Public().ID()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	sent := 0
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := flooder.SendData(victim, 0, make([]byte, 16<<10)); err != nil {
+				return
+			}
+			sent++
+		}
+	}()
+	start := time.Now()
+	healthy(t, r)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("honest client took %v beside a flood", d)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	flooder.Close()
+	wg.Wait()
+	st, _ := r.mb.Stats()
+	// 64 KiB/s plus one burst over ~0.5-1 s: far fewer than were written.
+	if st.Bytes > 400<<10 {
+		t.Fatalf("relay accepted %d bytes from a client limited to 64 KiB/s", st.Bytes)
+	}
+}

@@ -1,0 +1,455 @@
+package relayd
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/wschat/wschat/wire"
+)
+
+// conn is one client connection. Its reader goroutine (run) owns the
+// receive side: c.recv, the read deadline. Its writer goroutine (writeLoop)
+// runs only while there is something to send, so an idle connection costs
+// one goroutine; at most one writer runs at a time (c.writing), and it owns
+// the send side: c.send and every data write to ws.
+type conn struct {
+	s  *Server
+	ws *websocket.Conn
+	ip string
+
+	// Set by the handshake, then static.
+	peer    wire.PublicIdentity
+	id      wire.RoutingID
+	receive bool
+	recv    *wire.Framer // owned by the reader
+	send    *wire.Framer // owned by the running writer
+
+	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong
+	lastPing atomic.Int64 // unix nanoseconds of the last ping the janitor sent
+	limiter  *rate.Limiter
+
+	mu          sync.Mutex
+	ready       bool                 // guarded by mu: the handshake is done (the fields above are set)
+	writing     bool                 // guarded by mu: a writer goroutine runs
+	closed      bool                 // guarded by mu
+	queue       []*delivery          // guarded by mu: data frames to write
+	custody     []wire.CustodyEntry  // guarded by mu: answers to send
+	cmds        []*wire.Command      // guarded by mu: other commands to send
+	unacked     map[uint64]*delivery // guarded by mu: written, awaiting Ack, by frame index
+	backlog     bool                 // guarded by mu: the mailbox may hold more for us
+	cursor      uint64               // guarded by mu: last stored id sent on this connection
+	sentStored  uint32               // guarded by mu: stored frames sent, for BacklogDone
+	backlogDone bool                 // guarded by mu: BacklogDone was queued
+	closeAfter  bool                 // guarded by mu: close once everything is written
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.closing.Load() {
+		s.metrics.refused(wire.ReasonShuttingDown)
+		http.Error(w, "relay is restarting", http.StatusServiceUnavailable)
+		return
+	}
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	if s.conns.Load() >= int64(s.limits.MaxConns) {
+		s.metrics.refused(wire.ReasonTooManyConns)
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.ips.acquire(ip) {
+		s.metrics.refused(wire.ReasonTooManyConns)
+		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
+		return
+	}
+	ws, err := s.upgrade.Upgrade(w, r, nil)
+	if err != nil {
+		s.ips.release(ip)
+		s.metrics.refused(wire.ReasonHandshakeFailed)
+		return
+	}
+	c := &conn{s: s, ws: ws, ip: ip}
+	c.lastRead.Store(s.now().UnixNano())
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ws.Close()
+		s.ips.release(ip)
+		return
+	}
+	s.all[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.conns.Add(1)
+	// The handler returns now, so net/http drops its buffers for this
+	// connection; the reader runs on its own goroutine.
+	go c.run()
+}
+
+func (c *conn) run() {
+	defer c.s.wg.Done()
+	defer c.cleanup()
+	if err := c.handshake(); err != nil {
+		c.s.metrics.refused(wire.ReasonHandshakeFailed)
+		c.s.log.Debug("handshake failed", "ip", c.ip, "err", err)
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "handshake failed"), time.Now().Add(time.Second))
+		return
+	}
+	c.s.metrics.connected(c.receive, +1)
+	defer c.s.metrics.connected(c.receive, -1)
+	c.s.log.Debug("connected", "id", c.id, "ip", c.ip, "receive", c.receive)
+	err := c.readLoop()
+	c.s.log.Debug("disconnected", "id", c.id, "err", err)
+}
+
+func (c *conn) handshake() error {
+	l := c.s.limits
+	deadline := time.Now().Add(l.HandshakeTimeout)
+	c.ws.SetReadDeadline(deadline)
+	c.ws.SetWriteDeadline(deadline)
+	c.ws.SetReadLimit(wire.AuthSize)
+	rh, hello, err := wire.NewRelayHandshake(c.s.id, rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, hello); err != nil {
+		return err
+	}
+	mt, auth, err := c.ws.ReadMessage()
+	if err != nil {
+		return err
+	}
+	if mt != websocket.BinaryMessage {
+		return errors.New("text message in handshake")
+	}
+	res, err := rh.Finish(auth)
+	if err != nil {
+		return err
+	}
+	c.peer, c.id, c.receive = res.Peer, res.Peer.ID(), res.Receive
+	c.recv, c.send = res.Session.Recv, res.Session.Send
+	c.limiter = rate.NewLimiter(rate.Limit(l.RateBytes), l.RateBurst)
+	c.ws.SetReadLimit(int64(l.MaxFrameSize))
+	c.ws.SetWriteDeadline(time.Time{})
+	c.ws.SetPongHandler(func(string) error {
+		c.lastRead.Store(c.s.now().UnixNano())
+		return c.ws.SetReadDeadline(time.Now().Add(l.IdleTimeout))
+	})
+	var flags byte
+	if c.receive {
+		flags = wire.ConnReceive
+	}
+	c.mu.Lock()
+	c.ready = true
+	c.cmds = append(c.cmds, &wire.Command{
+		Op: wire.OpWelcome, Version: wire.ProtocolVersion, ConnFlags: flags,
+		Time: uint64(c.s.now().UnixMilli()), MaxFrameSize: uint32(l.MaxFrameSize), ID: c.id,
+	})
+	c.backlog = c.receive
+	c.kickLocked()
+	c.mu.Unlock()
+	if c.receive {
+		c.s.hub.Add(c)
+	}
+	return nil
+}
+
+// readLoop reads frames until the connection fails. Everything a client
+// sends is checked before it costs the relay more than a read: the size by
+// gorilla's read limit before the body, the rate by the token bucket
+// (a connection over its rate is simply read more slowly), the header by
+// the framer.
+func (c *conn) readLoop() error {
+	l := c.s.limits
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var buf bytes.Buffer
+	for {
+		c.ws.SetReadDeadline(time.Now().Add(l.IdleTimeout))
+		mt, r, err := c.ws.NextReader()
+		if err != nil {
+			return err
+		}
+		if mt != websocket.BinaryMessage {
+			c.s.metrics.refused(wire.ReasonMalformed)
+			c.closeWith(websocket.CloseUnsupportedData, "binary frames only")
+			return errors.New("text frame")
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.s.metrics.refused(wire.ReasonTooLarge)
+			}
+			return err
+		}
+		frame := buf.Bytes()
+		c.lastRead.Store(c.s.now().UnixNano())
+		if err := c.limiter.WaitN(ctx, len(frame)); err != nil {
+			return err
+		}
+		h, err := c.recv.OpenHeader(frame)
+		if err != nil {
+			c.s.metrics.refused(wire.ReasonMalformed)
+			c.closeWith(websocket.ClosePolicyViolation, "bad frame")
+			return err
+		}
+		if h.ID.IsRelay() {
+			cmd, err := c.recv.OpenCommand(h, frame)
+			if errors.Is(err, wire.ErrUnknownCommand) {
+				continue
+			}
+			if err != nil {
+				c.s.metrics.refused(wire.ReasonMalformed)
+				c.closeWith(websocket.ClosePolicyViolation, "bad command")
+				return err
+			}
+			c.command(cmd)
+			continue
+		}
+		c.s.metrics.frameIn(len(frame))
+		e := c.s.route(c, h, frame[wire.FrameHeaderSize:])
+		c.mu.Lock()
+		c.custody = append(c.custody, e)
+		c.kickLocked()
+		c.mu.Unlock()
+	}
+}
+
+func (c *conn) command(cmd *wire.Command) {
+	switch cmd.Op {
+	case wire.OpAck:
+		var acked []*delivery
+		c.mu.Lock()
+		for _, i := range cmd.Acks {
+			if d, ok := c.unacked[i]; ok {
+				delete(c.unacked, i)
+				acked = append(acked, d)
+			}
+		}
+		if len(acked) > 0 && c.backlog {
+			c.kickLocked() // room for more of the backlog
+		}
+		c.mu.Unlock()
+		for _, d := range acked {
+			c.s.acked(d)
+		}
+	case wire.OpPing:
+		c.mu.Lock()
+		c.cmds = append(c.cmds, &wire.Command{Op: wire.OpPong, Token: cmd.Token})
+		c.kickLocked()
+		c.mu.Unlock()
+	case wire.OpPong:
+		// lastRead is already updated.
+	default:
+		// Relay-bound commands this relay does not act on.
+	}
+}
+
+// enqueue queues a data frame; false when the queue is full or the
+// connection is closing.
+func (c *conn) enqueue(d *delivery) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.closeAfter || len(c.queue) >= c.s.limits.SendQueue {
+		return false
+	}
+	c.queue = append(c.queue, d)
+	c.kickLocked()
+	return true
+}
+
+// poke tells a receiving connection that the mailbox holds something new.
+func (c *conn) poke() {
+	c.mu.Lock()
+	c.backlog = true
+	c.kickLocked()
+	c.mu.Unlock()
+}
+
+func (c *conn) kickLocked() {
+	if c.writing || c.closed {
+		return
+	}
+	c.writing = true
+	c.s.wg.Add(1)
+	go c.writeLoop()
+}
+
+// restart asks the client to reconnect later and closes the connection
+// once that is written.
+func (c *conn) restart(after time.Duration) {
+	c.mu.Lock()
+	if !c.ready {
+		c.mu.Unlock()
+		c.ws.Close() // mid-handshake: nothing to say yet
+		return
+	}
+	c.cmds = append(c.cmds, &wire.Command{Op: wire.OpRestarting, RetryAfter: uint32(after.Milliseconds()), TryFor: uint32((5 * time.Minute).Milliseconds())})
+	c.closeAfter = true
+	c.kickLocked()
+	c.mu.Unlock()
+}
+
+func (c *conn) closeWith(code int, reason string) {
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	c.ws.Close()
+}
+
+// cleanup runs when the reader ends: the connection leaves the hub, and
+// every frame it held but had not had acknowledged goes back to the
+// relay's custody (stored, unless another connection acknowledges it).
+func (c *conn) cleanup() {
+	if c.receive {
+		c.s.hub.Remove(c)
+	}
+	c.mu.Lock()
+	c.closed = true
+	queue, unacked := c.queue, c.unacked
+	c.queue, c.unacked = nil, nil
+	c.mu.Unlock()
+	c.ws.Close()
+	for _, d := range queue {
+		c.s.released(d)
+	}
+	for _, d := range unacked {
+		c.s.released(d)
+	}
+	c.s.mu.Lock()
+	delete(c.s.all, c)
+	c.s.mu.Unlock()
+	c.s.ips.release(c.ip)
+	c.s.conns.Add(-1)
+}
+
+// writeLoop writes what is queued and exits when nothing is left. A write
+// error closes the connection (the reader then cleans up).
+func (c *conn) writeLoop() {
+	defer c.s.wg.Done()
+	var pending []*delivery // taken from the queue, not yet written
+	defer func() {
+		for _, d := range pending {
+			c.s.released(d)
+		}
+	}()
+	var frame []byte
+	for {
+		c.mu.Lock()
+		custody, cmds := c.custody, c.cmds
+		c.custody, c.cmds = nil, nil
+		pending, c.queue = c.queue, nil
+		var after *wire.Command // BacklogDone, written after the backlog
+		if len(custody)+len(cmds)+len(pending) == 0 && c.backlog && !c.closed && !c.closeAfter && len(c.unacked) < 4*c.s.limits.BacklogBatch {
+			c.mu.Unlock()
+			pending, after = c.fetchBacklog()
+			c.mu.Lock()
+		}
+		if c.closed || len(custody)+len(cmds)+len(pending) == 0 && after == nil {
+			closeNow := c.closeAfter && !c.closed
+			c.writing = false
+			c.mu.Unlock()
+			if closeNow {
+				c.closeWith(websocket.CloseServiceRestart, "relay restarting")
+			}
+			return
+		}
+		c.mu.Unlock()
+
+		c.ws.SetWriteDeadline(time.Now().Add(c.s.limits.WriteTimeout))
+		for len(custody) > 0 {
+			n := min(len(custody), wire.MaxCommandEntries)
+			cmds = append(cmds, &wire.Command{Op: wire.OpCustody, Custody: custody[:n]})
+			custody = custody[n:]
+		}
+		for _, cmd := range cmds {
+			var err error
+			if frame, _, err = c.send.AppendCommand(frame[:0], cmd); err != nil {
+				c.ws.Close()
+				return
+			}
+			if err := c.ws.WriteMessage(websocket.BinaryMessage, frame); err != nil {
+				c.ws.Close()
+				return
+			}
+		}
+		for len(pending) > 0 {
+			d := pending[0]
+			frame = append(append(frame[:0], make([]byte, wire.FrameHeaderSize)...), d.body...)
+			idx, err := c.send.SealHeader(frame, d.from, d.flags)
+			if err != nil {
+				c.ws.Close()
+				return
+			}
+			if d.flags&wire.FlagEphemeral == 0 {
+				c.mu.Lock()
+				if c.closed {
+					c.mu.Unlock()
+					return // the deferred release hands pending back
+				}
+				if c.unacked == nil {
+					c.unacked = make(map[uint64]*delivery)
+				}
+				c.unacked[idx] = d
+				c.mu.Unlock()
+			}
+			pending = pending[1:]
+			if err := c.ws.WriteMessage(websocket.BinaryMessage, frame); err != nil {
+				c.ws.Close()
+				return
+			}
+			c.s.metrics.frameOut(len(frame), d.storedID != 0)
+		}
+		if after != nil {
+			var err error
+			if frame, _, err = c.send.AppendCommand(frame[:0], after); err != nil {
+				c.ws.Close()
+				return
+			}
+			if err := c.ws.WriteMessage(websocket.BinaryMessage, frame); err != nil {
+				c.ws.Close()
+				return
+			}
+		}
+	}
+}
+
+// fetchBacklog reads the next stored frames for this connection, and
+// BacklogDone when they are the last. Called by the writer without c.mu.
+func (c *conn) fetchBacklog() ([]*delivery, *wire.Command) {
+	c.mu.Lock()
+	cursor := c.cursor
+	c.mu.Unlock()
+	frames, err := c.s.mailbox.Pending(c.id, cursor, c.s.limits.BacklogBatch, c.s.now())
+	if err != nil {
+		c.s.log.Error("mailbox read failed", "id", c.id, "err", err)
+		c.s.metrics.refused(wire.ReasonInternal)
+		frames = nil
+	}
+	out := make([]*delivery, 0, len(frames))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range frames {
+		out = append(out, &delivery{to: c.id, from: f.Sender, body: f.Body, at: f.StoredAt, state: stateStored, storedID: f.ID})
+		c.cursor = max(c.cursor, f.ID)
+	}
+	c.sentStored += uint32(len(frames))
+	var done *wire.Command
+	if len(frames) < c.s.limits.BacklogBatch {
+		c.backlog = false
+		if !c.backlogDone {
+			c.backlogDone = true
+			done = &wire.Command{Op: wire.OpBacklogDone, Count: c.sentStored}
+		}
+	}
+	return out, done
+}

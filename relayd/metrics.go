@@ -1,0 +1,105 @@
+package relayd
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wschat/wschat/wire"
+)
+
+// metrics are the relay's Prometheus series. Drop and refusal reasons are
+// wire.Reason labels. No series carries an id, an address or content.
+type metrics struct {
+	conns     *prometheus.GaugeVec
+	framesIn  prometheus.Counter
+	bytesIn   prometheus.Counter
+	framesOut *prometheus.CounterVec
+	bytesOut  prometheus.Counter
+	routedBy  *prometheus.CounterVec
+	storedN   prometheus.Counter
+	deliverBy *prometheus.CounterVec
+	expiredN  prometheus.Counter
+	refusedBy *prometheus.CounterVec
+	droppedBy *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+	m := &metrics{
+		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wschat_relay_connections", Help: "Authenticated connections, by kind (receive or send-only).",
+		}, []string{"kind"}),
+		framesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wschat_relay_frames_in_total", Help: "Data frames received from clients.",
+		}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wschat_relay_bytes_in_total", Help: "Bytes of data frames received from clients.",
+		}),
+		framesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wschat_relay_frames_out_total", Help: "Data frames written to clients, by source (live or stored).",
+		}, []string{"source"}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wschat_relay_bytes_out_total", Help: "Bytes of data frames written to clients.",
+		}),
+		routedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wschat_relay_custody_total", Help: "Custody answers for data frames, by status.",
+		}, []string{"status"}),
+		storedN: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wschat_relay_frames_stored_total", Help: "Frames written to the mailbox.",
+		}),
+		deliverBy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wschat_relay_frames_acked_total", Help: "Frames acknowledged by a recipient, by source (live or stored).",
+		}, []string{"source"}),
+		expiredN: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wschat_relay_frames_expired_total", Help: "Stored frames deleted at their time to live.",
+		}),
+		refusedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wschat_relay_refused_total", Help: "Frames, commands and connections refused, by reason.",
+		}, []string{"reason"}),
+		droppedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wschat_relay_dropped_total", Help: "Frames the relay had taken but could not keep, by reason.",
+		}, []string{"reason"}),
+	}
+	mailbox := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wschat_relay_mailbox_frames", Help: "Frames held in the mailbox.",
+	}, func() float64 {
+		st, err := s.mailbox.Stats()
+		if err != nil {
+			return -1
+		}
+		return float64(st.Frames)
+	})
+	reg.MustRegister(m.conns, m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.routedBy,
+		m.storedN, m.deliverBy, m.expiredN, m.refusedBy, m.droppedBy, mailbox)
+	return m
+}
+
+func (m *metrics) connected(receive bool, delta float64) {
+	kind := "send"
+	if receive {
+		kind = "receive"
+	}
+	m.conns.WithLabelValues(kind).Add(delta)
+}
+
+func (m *metrics) frameIn(n int) {
+	m.framesIn.Inc()
+	m.bytesIn.Add(float64(n))
+}
+
+func (m *metrics) frameOut(n int, stored bool) {
+	m.framesOut.WithLabelValues(source(stored)).Inc()
+	m.bytesOut.Add(float64(n))
+}
+
+func source(stored bool) string {
+	if stored {
+		return "stored"
+	}
+	return "live"
+}
+
+func (m *metrics) routed(s wire.Status)  { m.routedBy.WithLabelValues(s.String()).Inc() }
+func (m *metrics) stored()               { m.storedN.Inc() }
+func (m *metrics) delivered(stored bool) { m.deliverBy.WithLabelValues(source(stored)).Inc() }
+func (m *metrics) expired(n int)         { m.expiredN.Add(float64(n)) }
+func (m *metrics) refused(r wire.Reason) { m.refusedBy.WithLabelValues(r.String()).Inc() }
+func (m *metrics) dropped(r wire.Reason) { m.droppedBy.WithLabelValues(r.String()).Inc() }

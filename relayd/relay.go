@@ -1,0 +1,298 @@
+// Package relayd is the wschat relay: it authenticates each connection once
+// (the wire handshake), routes end-to-end encrypted frames between
+// identities by their blinded routing ids, and keeps frames for recipients
+// that are offline until they come back and acknowledge them. It never sees
+// a plaintext, a nickname or a contact list, and it never checks a
+// per-frame signature.
+//
+// The command-line wrapper is `wschat relay` in cmd/wschat.
+package relayd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wschat/wschat/wire"
+)
+
+// Limits are the relay's defences. Every field has a default (DefaultLimits)
+// and a flag in `wschat relay`.
+type Limits struct {
+	MaxFrameSize     int           // largest frame read; checked before the body is read
+	HandshakeTimeout time.Duration // upgrade to Welcome
+	PingInterval     time.Duration // a WebSocket ping after this much silence
+	IdleTimeout      time.Duration // close after this much silence (pings unanswered)
+	WriteTimeout     time.Duration // one write to a client
+	SendQueue        int           // frames queued per connection; beyond it frames are stored or refused
+	RateBytes        float64       // bytes per second a connection may send
+	RateBurst        int           // bucket size in bytes; at least MaxFrameSize
+	MaxConnsPerIP    int
+	MaxConns         int
+	AckTimeout       time.Duration // a live frame not acknowledged by then is stored
+	BacklogBatch     int           // stored frames read from the mailbox at a time
+	AllowedOrigins   []string      // browser origins allowed besides the relay's own host
+}
+
+// DefaultLimits are the named defaults.
+var DefaultLimits = Limits{
+	MaxFrameSize:     wire.MaxFrameSize,
+	HandshakeTimeout: 10 * time.Second,
+	PingInterval:     30 * time.Second,
+	IdleTimeout:      75 * time.Second,
+	WriteTimeout:     10 * time.Second,
+	SendQueue:        256,
+	RateBytes:        1 << 20,
+	RateBurst:        4 << 20,
+	MaxConnsPerIP:    64,
+	MaxConns:         200_000,
+	AckTimeout:       15 * time.Second,
+	BacklogBatch:     64,
+}
+
+// Config configures a Server.
+type Config struct {
+	Identity *wire.RelayIdentity // required
+	Mailbox  Mailbox             // required: NewMemoryMailbox or OpenBoltMailbox
+	Limits   Limits              // zero fields take DefaultLimits
+	Logger   *slog.Logger        // nil: discard
+	Now      func() time.Time    // nil: time.Now
+	// Registerer receives the relay's metrics; nil: a private registry,
+	// served at /metrics either way.
+	Registry *prometheus.Registry
+}
+
+// Server is a relay. Create with New, serve with Serve, stop with Shutdown.
+type Server struct {
+	id      *wire.RelayIdentity // static after construction
+	mailbox Mailbox
+	limits  Limits
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	reg     *prometheus.Registry
+	hub     Hub
+	upgrade websocket.Upgrader
+	ips     ipLimiter
+
+	conns    atomic.Int64 // open connections
+	closing  atomic.Bool
+	wg       sync.WaitGroup // connection goroutines and the janitor
+	stop     chan struct{}  // closed by Shutdown
+	stopOnce sync.Once
+
+	mu      sync.Mutex
+	all     map[*conn]struct{} // guarded by mu: every connection past the upgrade
+	servers []*http.Server     // guarded by mu
+}
+
+// New makes a relay from cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Identity == nil || cfg.Mailbox == nil {
+		return nil, errors.New("relay: identity and mailbox are required")
+	}
+	l := cfg.Limits
+	d := DefaultLimits
+	setDefault(&l.MaxFrameSize, d.MaxFrameSize)
+	setDefault(&l.HandshakeTimeout, d.HandshakeTimeout)
+	setDefault(&l.PingInterval, d.PingInterval)
+	setDefault(&l.IdleTimeout, d.IdleTimeout)
+	setDefault(&l.WriteTimeout, d.WriteTimeout)
+	setDefault(&l.SendQueue, d.SendQueue)
+	setDefault(&l.RateBytes, d.RateBytes)
+	setDefault(&l.RateBurst, d.RateBurst)
+	setDefault(&l.MaxConnsPerIP, d.MaxConnsPerIP)
+	setDefault(&l.MaxConns, d.MaxConns)
+	setDefault(&l.AckTimeout, d.AckTimeout)
+	setDefault(&l.BacklogBatch, d.BacklogBatch)
+	if l.MaxFrameSize > wire.MaxFrameSize {
+		l.MaxFrameSize = wire.MaxFrameSize
+	}
+	if l.RateBurst < l.MaxFrameSize {
+		l.RateBurst = l.MaxFrameSize
+	}
+	if l.IdleTimeout <= l.PingInterval {
+		return nil, fmt.Errorf("relay: idle timeout %v must exceed the ping interval %v", l.IdleTimeout, l.PingInterval)
+	}
+	s := &Server{
+		id:      cfg.Identity,
+		mailbox: cfg.Mailbox,
+		limits:  l,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		reg:     cfg.Registry,
+		stop:    make(chan struct{}),
+		all:     make(map[*conn]struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(s.reg, s)
+	s.hub = newLocalHub()
+	s.ips = ipLimiter{max: l.MaxConnsPerIP, n: make(map[string]int)}
+	s.upgrade = websocket.Upgrader{
+		ReadBufferSize:    512,
+		WriteBufferSize:   4096,
+		WriteBufferPool:   &sync.Pool{},
+		HandshakeTimeout:  l.HandshakeTimeout,
+		CheckOrigin:       s.checkOrigin,
+		EnableCompression: false,
+		Subprotocols:      []string{Subprotocol},
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			http.Error(w, reason.Error(), status)
+		},
+	}
+	s.wg.Add(1)
+	go s.janitor()
+	return s, nil
+}
+
+// Subprotocol is the WebSocket subprotocol the relay offers.
+const Subprotocol = "wschat.v1"
+
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// Address is the relay address clients are given for a base URL such as
+// ws://127.0.0.1:8443/.
+func (s *Server) Address(baseURL string) wire.RelayAddress {
+	return wire.RelayAddress{URL: baseURL, Key: s.id.Public()}
+}
+
+// Handler serves the WebSocket endpoint at /, and /healthz and /metrics.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if s.closing.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Serve accepts connections on l until Shutdown. It returns nil after a
+// Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.servers = append(s.servers, hs)
+	s.mu.Unlock()
+	err := hs.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, tells every client to reconnect after
+// reconnectAfter, stores every frame that was delivered live but not yet
+// acknowledged, closes the connections and waits for their goroutines. It
+// does not close the mailbox (the caller owns it).
+func (s *Server) Shutdown(ctx context.Context, reconnectAfter time.Duration) error {
+	s.closing.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.mu.Lock()
+	servers := s.servers
+	conns := make([]*conn, 0, len(s.all))
+	for c := range s.all {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	var err error
+	for _, hs := range servers {
+		if e := hs.Shutdown(ctx); e != nil && err == nil {
+			err = e
+		}
+	}
+	for _, c := range conns {
+		c.restart(reconnectAfter)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, c := range conns {
+			c.ws.Close()
+		}
+		<-done
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
+}
+
+// checkOrigin allows clients that send no Origin (CLI and library
+// clients), browsers on the relay's own host, and configured origins.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range s.limits.AllowedOrigins {
+		if o == origin {
+			return true
+		}
+	}
+	// Same host: what gorilla does by default.
+	return origin == "http://"+r.Host || origin == "https://"+r.Host
+}
+
+// ipLimiter caps concurrent connections per remote address.
+type ipLimiter struct {
+	max int
+	mu  sync.Mutex
+	n   map[string]int // guarded by mu
+}
+
+func (l *ipLimiter) acquire(ip string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[ip] >= l.max {
+		return false
+	}
+	l.n[ip]++
+	return true
+}
+
+func (l *ipLimiter) release(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[ip]--; l.n[ip] <= 0 {
+		delete(l.n, ip)
+	}
+}

@@ -1,0 +1,451 @@
+package relayd_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/relayd"
+	"github.com/wschat/wschat/wire"
+)
+
+// testRelay is a relay on 127.0.0.1 for one test.
+type testRelay struct {
+	t    testing.TB
+	srv  *relayd.Server
+	addr wire.RelayAddress
+	ln   net.Listener
+	mb   relayd.Mailbox
+	done chan error
+}
+
+func startRelay(t testing.TB, id *wire.RelayIdentity, mb relayd.Mailbox, limits relayd.Limits, listen string) *testRelay {
+	t.Helper()
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := relayd.New(relayd.Config{Identity: id, Mailbox: mb, Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &testRelay{t: t, srv: srv, ln: ln, mb: mb, done: make(chan error, 1)}
+	r.addr = srv.Address("ws://" + ln.Addr().String() + "/")
+	go func() { r.done <- srv.Serve(ln) }()
+	return r
+}
+
+func (r *testRelay) stop() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx, 100*time.Millisecond); err != nil {
+		r.t.Fatalf("shutdown: %v", err)
+	}
+	if err := <-r.done; err != nil {
+		r.t.Fatalf("serve: %v", err)
+	}
+}
+
+func newRelayKey(t testing.TB) *wire.RelayIdentity {
+	r, err := wire.NewRelayIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func newIdentity(t testing.TB) *wire.Identity {
+	id, err := wire.NewIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func dial(t testing.TB, r *testRelay, id *wire.Identity, receive bool) *bridge.Conn {
+	t.Helper()
+	c, err := bridge.Dial(context.Background(), r.addr, id, bridge.DialOptions{Receive: receive})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// body makes a distinct opaque body (the relay never opens it).
+func body(n int) []byte {
+	b := make([]byte, wire.MinEnvelopeSize)
+	b[0], b[1], b[2] = 1, byte(n), byte(n>>8)
+	return b
+}
+
+// read returns the next frame within 5 seconds.
+func read(t testing.TB, c *bridge.Conn) bridge.Incoming {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	in, err := c.Read()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return in
+}
+
+// readData skips relay commands (recording BacklogDone) until a data frame.
+func readData(t testing.TB, c *bridge.Conn) bridge.Incoming {
+	t.Helper()
+	for {
+		if in := read(t, c); in.Command == nil {
+			return in
+		}
+	}
+}
+
+func custody(t testing.TB, c *bridge.Conn) wire.CustodyEntry {
+	t.Helper()
+	for {
+		in := read(t, c)
+		if in.Command != nil && in.Command.Op == wire.OpCustody {
+			return in.Command.Custody[0]
+		}
+	}
+}
+
+func backlogDone(t testing.TB, c *bridge.Conn) uint32 {
+	t.Helper()
+	for {
+		in := read(t, c)
+		if in.Command != nil && in.Command.Op == wire.OpBacklogDone {
+			return in.Command.Count
+		}
+		if in.Command == nil {
+			t.Fatalf("data frame before BacklogDone")
+		}
+	}
+}
+
+func ack(t testing.TB, c *bridge.Conn, in bridge.Incoming) {
+	t.Helper()
+	if err := c.SendCommand(&wire.Command{Op: wire.OpAck, Acks: []uint64{in.Header.Index}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childEnv); mode != "" {
+		runChild(mode) // a benchmark's relay or bare forwarder
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func TestLiveDelivery(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	alice, bob := newIdentity(t), newIdentity(t)
+	bc := dial(t, r, bob, true)
+	if n := backlogDone(t, bc); n != 0 {
+		t.Fatalf("empty mailbox: BacklogDone %d", n)
+	}
+	ac := dial(t, r, alice, false)
+	for i := 0; i < 10; i++ {
+		idx, err := ac.SendData(bob.Public().ID(), 0, body(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := custody(t, ac); e.Index != idx || e.Status != wire.StatusDelivered {
+			t.Fatalf("custody %+v for frame %d", e, idx)
+		}
+		in := readData(t, bc)
+		if in.Header.ID != alice.Public().ID() || in.Body[1] != byte(i) {
+			t.Fatalf("bob got %+v", in.Header)
+		}
+		ack(t, bc, in)
+	}
+}
+
+func TestStoreAndForward(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	alice, bob := newIdentity(t), newIdentity(t)
+	ac := dial(t, r, alice, false)
+	for i := 0; i < 5; i++ {
+		if _, err := ac.SendData(bob.Public().ID(), 0, body(i)); err != nil {
+			t.Fatal(err)
+		}
+		if e := custody(t, ac); e.Status != wire.StatusStored {
+			t.Fatalf("bob offline: custody %+v", e)
+		}
+	}
+	// A send-only connection of bob's never gets them.
+	bs := dial(t, r, bob, false)
+	bs.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if in, err := bs.Read(); err == nil {
+		t.Fatalf("send-only connection received %+v", in)
+	}
+	// Bob's receiving connection gets them in order, then BacklogDone.
+	bc := dial(t, r, bob, true)
+	for i := 0; i < 5; i++ {
+		in := readData(t, bc)
+		if in.Body[1] != byte(i) || in.Header.ID != alice.Public().ID() {
+			t.Fatalf("frame %d: %+v", i, in)
+		}
+		if i < 3 {
+			ack(t, bc, in)
+		}
+	}
+	if n := backlogDone(t, bc); n != 5 {
+		t.Fatalf("BacklogDone %d, want 5", n)
+	}
+	bc.Close()
+	// The two unacknowledged ones come again; the acknowledged ones do not.
+	bc2 := dial(t, r, bob, true)
+	for _, want := range []byte{3, 4} {
+		in := readData(t, bc2)
+		if in.Body[1] != want {
+			t.Fatalf("redelivered %d, want %d", in.Body[1], want)
+		}
+		ack(t, bc2, in)
+	}
+	if n := backlogDone(t, bc2); n != 2 {
+		t.Fatalf("BacklogDone %d, want 2", n)
+	}
+	// Acks are processed in order with later frames; a Ping round trip
+	// proves the relay has read them.
+	ping(t, bc2)
+	if st, _ := r.mb.Stats(); st.Frames != 0 {
+		t.Fatalf("mailbox holds %d frames after every ack", st.Frames)
+	}
+}
+
+func ping(t testing.TB, c *bridge.Conn) {
+	t.Helper()
+	if err := c.SendCommand(&wire.Command{Op: wire.OpPing, Token: 77}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		in := read(t, c)
+		if in.Command != nil && in.Command.Op == wire.OpPong && in.Command.Token == 77 {
+			return
+		}
+	}
+}
+
+// A live frame whose receiving connection goes away unacknowledged is
+// stored and delivered on the next connection.
+func TestLiveUnackedIsStored(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	alice, bob := newIdentity(t), newIdentity(t)
+	bc := dial(t, r, bob, true)
+	backlogDone(t, bc)
+	ac := dial(t, r, alice, false)
+	ac.SendData(bob.Public().ID(), 0, body(42))
+	if e := custody(t, ac); e.Status != wire.StatusDelivered {
+		t.Fatalf("custody %+v", e)
+	}
+	readData(t, bc) // not acknowledged
+	bc.Close()
+	bc2 := dial(t, r, bob, true)
+	if in := readData(t, bc2); in.Body[1] != 42 {
+		t.Fatalf("got %d", in.Body[1])
+	}
+}
+
+// Every receiving connection of an identity gets live frames; a
+// send-only one does not.
+func TestSeveralConnectionsPerIdentity(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	alice, bob := newIdentity(t), newIdentity(t)
+	b1, b2 := dial(t, r, bob, true), dial(t, r, bob, true)
+	backlogDone(t, b1)
+	backlogDone(t, b2)
+	bsend := dial(t, r, bob, false)
+	ac := dial(t, r, alice, false)
+	ac.SendData(bob.Public().ID(), 0, body(7))
+	custody(t, ac)
+	for _, c := range []*bridge.Conn{b1, b2} {
+		if in := readData(t, c); in.Body[1] != 7 {
+			t.Fatal("wrong frame")
+		}
+	}
+	// bob's cron send works beside his listeners.
+	bsend.SendData(alice.Public().ID(), 0, body(8))
+	if e := custody(t, bsend); e.Status != wire.StatusStored {
+		t.Fatalf("bob's send: %+v", e)
+	}
+}
+
+func TestEphemeralAndBadRecipient(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	alice, bob := newIdentity(t), newIdentity(t)
+	ac := dial(t, r, alice, false)
+	ac.SendData(bob.Public().ID(), wire.FlagEphemeral, body(1))
+	if e := custody(t, ac); e.Status != wire.StatusRefused || e.Reason != wire.ReasonRecipientOffline {
+		t.Fatalf("ephemeral to offline: %+v", e)
+	}
+	ac.SendData(alice.Public().ID(), 0, body(1))
+	if e := custody(t, ac); e.Reason != wire.ReasonBadRecipient {
+		t.Fatalf("to self: %+v", e)
+	}
+	bc := dial(t, r, bob, true)
+	backlogDone(t, bc)
+	ac.SendData(bob.Public().ID(), wire.FlagEphemeral, body(2))
+	if e := custody(t, ac); e.Status != wire.StatusDelivered {
+		t.Fatalf("ephemeral to online: %+v", e)
+	}
+	if in := readData(t, bc); in.Header.Flags != wire.FlagEphemeral {
+		t.Fatalf("flags %#x", in.Header.Flags)
+	}
+	// Nothing was stored: a new connection gets no backlog.
+	bc.Close()
+	if n := backlogDone(t, dial(t, r, bob, true)); n != 0 {
+		t.Fatalf("ephemeral frame was stored (%d)", n)
+	}
+}
+
+func TestQuota(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 3}), relayd.Limits{}, "")
+	defer r.stop()
+	alice, bob := newIdentity(t), newIdentity(t)
+	ac := dial(t, r, alice, false)
+	for i := 0; i < 4; i++ {
+		ac.SendData(bob.Public().ID(), 0, body(i))
+		e := custody(t, ac)
+		if i < 3 && e.Status != wire.StatusStored || i == 3 && e.Reason != wire.ReasonMailboxFull {
+			t.Fatalf("frame %d: %+v", i, e)
+		}
+	}
+}
+
+func TestWrongRelayKey(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	addr := r.addr
+	addr.Key = newRelayKey(t).Public()
+	_, err := bridge.Dial(context.Background(), addr, newIdentity(t), bridge.DialOptions{})
+	if !errors.Is(err, bridge.ErrRelayAuth) {
+		t.Fatalf("dial with the wrong key: %v", err)
+	}
+}
+
+// A relay restart loses nothing it stored or had delivered unacknowledged.
+func TestRestartKeepsFrames(t *testing.T) {
+	dir := t.TempDir()
+	key := newRelayKey(t)
+	mb, err := relayd.OpenBoltMailbox(filepath.Join(dir, "mailbox.db"), relayd.MailboxLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRelay(t, key, mb, relayd.Limits{}, "")
+	alice, bob := newIdentity(t), newIdentity(t)
+	bc := dial(t, r, bob, true)
+	backlogDone(t, bc)
+	ac := dial(t, r, alice, false)
+	ac.SendData(bob.Public().ID(), 0, body(1)) // live, will not be acked
+	custody(t, ac)
+	readData(t, bc)
+	bc.Close()
+	ac.SendData(bob.Public().ID(), 0, body(2)) // stored
+	custody(t, ac)
+	// bob reconnects and is told to go away.
+	bc = dial(t, r, bob, true)
+	readData(t, bc)
+	readData(t, bc)
+	listen := r.ln.Addr().String()
+	r.stop()
+	// The client is told to come back.
+	for {
+		in, err := bc.Read()
+		if err != nil {
+			t.Fatal("closed without a Restarting notice")
+		}
+		if in.Command != nil && in.Command.Op == wire.OpRestarting {
+			break
+		}
+	}
+	if err := mb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mb2, err := relayd.OpenBoltMailbox(filepath.Join(dir, "mailbox.db"), relayd.MailboxLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mb2.Close()
+	r2 := startRelay(t, key, mb2, relayd.Limits{}, listen)
+	defer r2.stop()
+	bc2 := dial(t, r2, bob, true)
+	got := map[byte]bool{}
+	for i := 0; i < 2; i++ {
+		in := readData(t, bc2)
+		got[in.Body[1]] = true
+		ack(t, bc2, in)
+	}
+	if !got[1] || !got[2] {
+		t.Fatalf("after restart got %v", got)
+	}
+}
+
+func TestHealthzAndMetrics(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	base := "http://" + r.ln.Addr().String()
+	for _, p := range []string{"/healthz", "/metrics"} {
+		resp, err := http.Get(base + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", p, err, resp)
+		}
+		resp.Body.Close()
+	}
+}
+
+// Concurrency smoke test: many pairs at once under the race detector.
+func TestManyPairs(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	var wg sync.WaitGroup
+	for p := 0; p < 8; p++ {
+		alice, bob := newIdentity(t), newIdentity(t)
+		bc := dial(t, r, bob, true)
+		backlogDone(t, bc)
+		ac := dial(t, r, alice, false)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				ac.SendData(bob.Public().ID(), 0, body(i))
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				bc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				in, err := bc.Read()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if in.Command != nil {
+					i--
+					continue
+				}
+				bc.SendCommand(&wire.Command{Op: wire.OpAck, Acks: []uint64{in.Header.Index}})
+			}
+		}()
+	}
+	wg.Wait()
+}
