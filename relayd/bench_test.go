@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -190,11 +191,13 @@ func relayLinks(b *testing.B, r *testRelay) []pairLink {
 // counted as the relay's. It prints its URL (and relay address), then
 // answers "stats" on stdin with its CPU time and its heap+stack after GC.
 type benchChild struct {
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	out  *bufio.Scanner
-	url  string
-	addr wire.RelayAddress
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	out   *bufio.Scanner
+	url   string
+	addr  wire.RelayAddress
+	heap  uint64 // at the last stats
+	stack uint64
 }
 
 const childEnv = "WSCHAT_RELAYD_BENCH_CHILD"
@@ -233,7 +236,9 @@ func (c *benchChild) stats(b testing.TB) (cpu time.Duration, mem uint64) {
 		b.Fatal("child died")
 	}
 	var ns int64
-	fmt.Sscan(c.out.Text(), &ns, &mem)
+	var heap, stack uint64
+	fmt.Sscan(c.out.Text(), &ns, &mem, &heap, &stack)
+	c.heap, c.stack = heap, stack
 	return time.Duration(ns), mem
 }
 
@@ -263,7 +268,15 @@ func runChild(mode string) {
 		go f.serve(ln)
 		fmt.Println("ws://" + ln.Addr().String() + "/")
 	}
+	if p := os.Getenv("WSCHAT_RELAYD_CHILD_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	in := bufio.NewScanner(os.Stdin)
+	defer os.Exit(0)
 	for in.Scan() {
 		var ru syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -272,9 +285,9 @@ func runChild(mode string) {
 		runtime.GC()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		fmt.Println(int64(cpu), m.HeapAlloc+m.StackInuse)
+		fmt.Println(int64(cpu), m.HeapAlloc+m.StackInuse, m.HeapAlloc, m.StackInuse)
 	}
-	os.Exit(0)
+	pprof.StopCPUProfile()
 }
 
 func childBareLinks(b *testing.B, url string) []pairLink {
@@ -339,64 +352,76 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// BenchmarkRelayLatency: one-way latency through a relay in its own
-// process at a fixed 10k frames/s spread over 16 pairs (target p99 ≤ 250 µs).
+// BenchmarkRelayLatency: one-way latency at a fixed 10k frames/s spread
+// over 16 pairs, through a relay in its own process (target p99 ≤ 250 µs)
+// and, for scale, through the bare forwarder under the same load
+// generator.
 func BenchmarkRelayLatency(b *testing.B) {
+	for b.Loop() {
+		f := startChild(b, "bare")
+		bare := measureLatency(b, childBareLinks(b, f.url))
+		f.stop()
+		r := startChild(b, "relay")
+		relay := measureLatency(b, relayLinks(b, &testRelay{addr: r.addr}))
+		r.stop()
+		b.ReportMetric(float64(relay[len(relay)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(relay[len(relay)*99/100].Microseconds()), "p99-µs")
+		b.ReportMetric(float64(bare[len(bare)/2].Microseconds()), "bare-p50-µs")
+		b.ReportMetric(float64(bare[len(bare)*99/100].Microseconds()), "bare-p99-µs")
+	}
+}
+
+// measureLatency paces 10k frames/s over the links for 3 s and returns the
+// sorted one-way latencies.
+func measureLatency(b *testing.B, links []pairLink) []time.Duration {
 	const rate = 10000
 	const d = 3 * time.Second
-	for b.Loop() {
-		r := startChild(b, "relay")
-		links := relayLinks(b, &testRelay{addr: r.addr})
-		var mu sync.Mutex
-		var lat []time.Duration
-		sentAt := make([]sync.Map, len(links))
-		var wg sync.WaitGroup
-		deadline := time.Now().Add(d)
-		for i, l := range links {
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				interval := time.Second * time.Duration(len(links)) / rate
-				next := time.Now()
-				for seq := uint64(0); time.Now().Before(deadline); seq++ {
-					if w := time.Until(next); w > 0 {
-						time.Sleep(w)
-					}
-					next = next.Add(interval)
-					sentAt[i].Store(seq, time.Now())
-					if err := l.send(seq); err != nil {
-						return
-					}
+	var mu sync.Mutex
+	var lat []time.Duration
+	sentAt := make([]sync.Map, len(links))
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	for i, l := range links {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			interval := time.Second * time.Duration(len(links)) / rate
+			next := time.Now().Add(time.Duration(i) * interval / time.Duration(len(links)))
+			for seq := uint64(0); time.Now().Before(deadline); seq++ {
+				if w := time.Until(next); w > 0 {
+					time.Sleep(w)
 				}
-			}()
-			go func() {
-				defer wg.Done()
-				for seq := uint64(0); ; seq++ {
-					if _, err := l.recv(); err != nil {
-						return
-					}
-					now := time.Now()
-					if t0, ok := sentAt[i].LoadAndDelete(seq); ok {
-						mu.Lock()
-						lat = append(lat, now.Sub(t0.(time.Time)))
-						mu.Unlock()
-					}
+				next = next.Add(interval)
+				sentAt[i].Store(seq, time.Now())
+				if err := l.send(seq); err != nil {
+					return
 				}
-			}()
-		}
-		wg.Wait()
-		for _, l := range links {
-			l.stop()
-		}
-		r.stop()
-		slices.Sort(lat)
-		if len(lat) == 0 {
-			b.Fatal("no frames")
-		}
-		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-		b.ReportMetric(float64(len(lat))/d.Seconds(), "frames/s")
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for seq := uint64(0); ; seq++ {
+				if _, err := l.recv(); err != nil {
+					return
+				}
+				now := time.Now()
+				if t0, ok := sentAt[i].LoadAndDelete(seq); ok {
+					mu.Lock()
+					lat = append(lat, now.Sub(t0.(time.Time)))
+					mu.Unlock()
+				}
+			}
+		}()
 	}
+	wg.Wait()
+	for _, l := range links {
+		l.stop()
+	}
+	if len(lat) == 0 {
+		b.Fatal("no frames")
+	}
+	slices.Sort(lat)
+	return lat
 }
 
 // BenchmarkIdleMemory: heap and stacks per idle authenticated connection
@@ -408,6 +433,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 		r := startChild(b, "relay")
 		id := newIdentity(b)
 		_, before := r.stats(b)
+		heap0, stack0 := r.heap, r.stack
 		var conns []*bridge.Conn
 		for i := 0; i < n; i++ {
 			c, err := bridge.Dial(context.Background(), r.addr, id, bridge.DialOptions{Receive: i%2 == 0})
@@ -420,6 +446,8 @@ func BenchmarkIdleMemory(b *testing.B) {
 		_, after := r.stats(b)
 		per := float64(after-before) / n
 		b.ReportMetric(per, "bytes/conn")
+		b.ReportMetric(float64(r.heap-heap0)/n, "heap-bytes/conn")
+		b.ReportMetric(float64(r.stack-stack0)/n, "stack-bytes/conn")
 		b.ReportMetric(float64(1<<30)/(per+4500), "conns/GiB-with-4.5KB-kernel")
 		for _, c := range conns {
 			c.Close()

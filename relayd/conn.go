@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 type conn struct {
 	s  *Server
 	ws *websocket.Conn
+	bc *batchConn // under ws; the running writer opens and flushes batches
 	ip string
 
 	// Set by the handshake, then static.
@@ -73,13 +75,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
 		return
 	}
-	ws, err := s.upgrade.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := s.upgrade.Upgrade(hj, r, nil)
 	if err != nil {
+		if ws == nil && hj.conn != nil {
+			hj.conn.Close()
+		}
 		s.ips.release(ip)
 		s.metrics.refused(wire.ReasonHandshakeFailed)
 		return
 	}
-	c := &conn{s: s, ws: ws, ip: ip}
+	c := &conn{s: s, ws: ws, bc: hj.conn, ip: ip}
 	c.lastRead.Store(s.now().UnixNano())
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -97,15 +103,24 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go c.run()
 }
 
+// run does the handshake, then hands the connection to a new reader
+// goroutine: the handshake's cryptography grows a goroutine's stack to
+// 8 KiB and more, which an idle reader would keep for its whole life.
 func (c *conn) run() {
-	defer c.s.wg.Done()
-	defer c.cleanup()
 	if err := c.handshake(); err != nil {
 		c.s.metrics.refused(wire.ReasonHandshakeFailed)
 		c.s.log.Debug("handshake failed", "ip", c.ip, "err", err)
 		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "handshake failed"), time.Now().Add(time.Second))
+		c.cleanup()
+		c.s.wg.Done()
 		return
 	}
+	go c.read() // inherits the wait-group slot
+}
+
+func (c *conn) read() {
+	defer c.s.wg.Done()
+	defer c.cleanup()
 	c.s.metrics.connected(c.receive, +1)
 	defer c.s.metrics.connected(c.receive, -1)
 	c.s.log.Debug("connected", "id", c.id, "ip", c.ip, "receive", c.receive)
@@ -343,7 +358,15 @@ func (c *conn) writeLoop() {
 		}
 	}()
 	var frame []byte
+	lingered := false
+	c.bc.begin()
+	defer c.bc.flush()
 	for {
+		if err := c.bc.flush(); err != nil {
+			c.ws.Close()
+			return
+		}
+		c.bc.begin()
 		c.mu.Lock()
 		custody, cmds := c.custody, c.cmds
 		c.custody, c.cmds = nil, nil
@@ -354,11 +377,22 @@ func (c *conn) writeLoop() {
 			pending, after = c.fetchBacklog()
 			c.mu.Lock()
 		}
+		if len(custody)+len(cmds)+len(pending) == 0 && after == nil && !c.closed && !lingered {
+			// Let the goroutines that feed this connection run once
+			// before giving up the writer: under load more is about to
+			// come, and a new writer costs more than a yield.
+			lingered = true
+			c.mu.Unlock()
+			runtime.Gosched()
+			continue
+		}
+		lingered = false
 		if c.closed || len(custody)+len(cmds)+len(pending) == 0 && after == nil {
 			closeNow := c.closeAfter && !c.closed
 			c.writing = false
 			c.mu.Unlock()
 			if closeNow {
+				c.bc.flush() // the Restarting notice, before the close
 				c.closeWith(websocket.CloseServiceRestart, "relay restarting")
 			}
 			return

@@ -78,6 +78,7 @@ const (
 	boltFileMode     = 0o600
 	boltDirMode      = 0o700
 	boltMaxTimestamp = 1<<63 - 1
+	boltFillPercent  = 0.95
 )
 
 var (
@@ -174,7 +175,7 @@ func openBolt(path string) (db *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("open mailbox %q: %w: %v", path, ErrMailboxCorrupt, p)
+			err = fmt.Errorf("open mailbox %q: %w: bbolt failed reading it: %v", path, ErrMailboxCorrupt, p)
 		}
 	}()
 	db, err = bolt.Open(path, boltFileMode, &bolt.Options{
@@ -608,6 +609,7 @@ func (m *BoltMailbox) putTx(t *boltTx, r *boltReq) error {
 	if err != nil {
 		return err
 	}
+	box.FillPercent = boltFillPercent // ids only grow: fill pages before splitting
 	id, err := t.mail.NextSequence()
 	if err != nil {
 		return err
