@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -189,9 +190,15 @@ func (c *conn) readLoop() error {
 	l := c.s.limits
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var buf bytes.Buffer
+	var deadline time.Time // the read deadline set last
+	var debt int           // bytes read and not yet charged to the limiter
 	for {
-		c.ws.SetReadDeadline(time.Now().Add(l.IdleTimeout))
+		// Moving the deadline costs a timer update: do it when an eighth
+		// of the idle timeout has passed, not for every frame.
+		if now := time.Now(); now.Add(l.IdleTimeout - l.IdleTimeout/8).After(deadline) {
+			deadline = now.Add(l.IdleTimeout)
+			c.ws.SetReadDeadline(deadline)
+		}
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			return err
@@ -201,44 +208,71 @@ func (c *conn) readLoop() error {
 			c.closeWith(websocket.CloseUnsupportedData, "binary frames only")
 			return errors.New("text frame")
 		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.s.metrics.refused(wire.ReasonTooLarge)
-			}
+		bp := readPool.Get().(*bytes.Buffer)
+		err = c.frame(r, bp, &debt, ctx)
+		bp.Reset()
+		if bp.Cap() <= maxPooledRead {
+			readPool.Put(bp)
+		}
+		if err != nil {
 			return err
 		}
-		frame := buf.Bytes()
-		c.lastRead.Store(c.s.now().UnixNano())
-		if err := c.limiter.WaitN(ctx, len(frame)); err != nil {
+	}
+}
+
+// readPool holds frame buffers; a connection keeps none while idle.
+var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledRead = 8 << 10
+
+// rateChunk is how many bytes are read before they are charged to the
+// rate limiter at once (one limiter call per frame would cost more than
+// routing the frame).
+const rateChunk = 16 << 10
+
+// frame reads one frame and acts on it.
+func (c *conn) frame(r io.Reader, buf *bytes.Buffer, debt *int, ctx context.Context) error {
+	if _, err := buf.ReadFrom(r); err != nil {
+		if errors.Is(err, websocket.ErrReadLimit) {
+			c.s.metrics.refused(wire.ReasonTooLarge)
+		}
+		return err
+	}
+	frame := buf.Bytes()
+	now := c.s.now()
+	c.lastRead.Store(now.UnixNano())
+	if *debt += len(frame); *debt >= rateChunk {
+		if err := c.limiter.WaitN(ctx, min(*debt, c.s.limits.RateBurst)); err != nil {
 			return err
 		}
-		h, err := c.recv.OpenHeader(frame)
+		*debt = 0
+	}
+	h, err := c.recv.OpenHeader(frame)
+	if err != nil {
+		c.s.metrics.refused(wire.ReasonMalformed)
+		c.closeWith(websocket.ClosePolicyViolation, "bad frame")
+		return err
+	}
+	if h.ID.IsRelay() {
+		cmd, err := c.recv.OpenCommand(h, frame)
+		if errors.Is(err, wire.ErrUnknownCommand) {
+			return nil
+		}
 		if err != nil {
 			c.s.metrics.refused(wire.ReasonMalformed)
-			c.closeWith(websocket.ClosePolicyViolation, "bad frame")
+			c.closeWith(websocket.ClosePolicyViolation, "bad command")
 			return err
 		}
-		if h.ID.IsRelay() {
-			cmd, err := c.recv.OpenCommand(h, frame)
-			if errors.Is(err, wire.ErrUnknownCommand) {
-				continue
-			}
-			if err != nil {
-				c.s.metrics.refused(wire.ReasonMalformed)
-				c.closeWith(websocket.ClosePolicyViolation, "bad command")
-				return err
-			}
-			c.command(cmd)
-			continue
-		}
-		c.s.metrics.frameIn(len(frame))
-		e := c.s.route(c, h, frame[wire.FrameHeaderSize:])
-		c.mu.Lock()
-		c.custody = append(c.custody, e)
-		c.kickLocked()
-		c.mu.Unlock()
+		c.command(cmd)
+		return nil
 	}
+	c.s.metrics.frameIn(len(frame))
+	e := c.s.route(c, h, frame[wire.FrameHeaderSize:], now)
+	c.mu.Lock()
+	c.custody = append(c.custody, e)
+	c.kickLocked()
+	c.mu.Unlock()
+	return nil
 }
 
 func (c *conn) command(cmd *wire.Command) {

@@ -36,7 +36,7 @@ const (
 )
 
 // route takes a data frame from a client and answers with its custody.
-func (s *Server) route(from *conn, h wire.Header, body []byte) wire.CustodyEntry {
+func (s *Server) route(from *conn, h wire.Header, body []byte, now time.Time) wire.CustodyEntry {
 	e := wire.CustodyEntry{Index: h.Index}
 	refuse := func(r wire.Reason) wire.CustodyEntry {
 		s.metrics.refused(r)
@@ -49,7 +49,7 @@ func (s *Server) route(from *conn, h wire.Header, body []byte) wire.CustodyEntry
 	if s.closing.Load() {
 		return refuse(wire.ReasonShuttingDown)
 	}
-	d := &delivery{to: h.ID, from: from.id, flags: h.Flags, body: append([]byte(nil), body...), at: s.now()}
+	d := &delivery{to: h.ID, from: from.id, flags: h.Flags, body: append([]byte(nil), body...), at: now}
 	var rcvs [4]*conn
 	receivers := s.hub.Receivers(h.ID, rcvs[:0])
 	ephemeral := h.Flags&wire.FlagEphemeral != 0

@@ -12,6 +12,7 @@ import (
 // in custody once Put returns: the relay answers "stored" only then.
 //
 // Implementations are safe for concurrent use.
+// They are MemoryMailbox (RAM only) and BoltMailbox (one file, crash-safe).
 type Mailbox interface {
 	// Put stores a frame body (the peer envelope, opaque) for recipient and
 	// returns its id, which grows with every Put for that recipient. It is

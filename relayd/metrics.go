@@ -2,6 +2,7 @@ package relayd
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wschat/wschat/wire"
 )
@@ -9,6 +10,11 @@ import (
 // metrics are the relay's Prometheus series. Drop and refusal reasons are
 // wire.Reason labels. No series carries an id, an address or content.
 type metrics struct {
+	// Children resolved once: the label lookup costs more than routing.
+	routedDelivered, routedStored prometheus.Counter
+	outLive, outStored            prometheus.Counter
+	ackedLive, ackedStored        prometheus.Counter
+
 	conns     *prometheus.GaugeVec
 	framesIn  prometheus.Counter
 	bytesIn   prometheus.Counter
@@ -67,6 +73,11 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		}
 		return float64(st.Frames)
 	})
+	m.routedDelivered = m.routedBy.WithLabelValues(wire.StatusDelivered.String())
+	m.routedStored = m.routedBy.WithLabelValues(wire.StatusStored.String())
+	m.outLive, m.outStored = m.framesOut.WithLabelValues("live"), m.framesOut.WithLabelValues("stored")
+	m.ackedLive, m.ackedStored = m.deliverBy.WithLabelValues("live"), m.deliverBy.WithLabelValues("stored")
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.conns, m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.routedBy,
 		m.storedN, m.deliverBy, m.expiredN, m.refusedBy, m.droppedBy, mailbox)
 	return m
@@ -86,7 +97,11 @@ func (m *metrics) frameIn(n int) {
 }
 
 func (m *metrics) frameOut(n int, stored bool) {
-	m.framesOut.WithLabelValues(source(stored)).Inc()
+	if stored {
+		m.outStored.Inc()
+	} else {
+		m.outLive.Inc()
+	}
 	m.bytesOut.Add(float64(n))
 }
 

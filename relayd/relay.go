@@ -147,7 +147,7 @@ func New(cfg Config) (*Server, error) {
 	s.hub = newLocalHub()
 	s.ips = ipLimiter{max: l.MaxConnsPerIP, n: make(map[string]int)}
 	s.upgrade = websocket.Upgrader{
-		ReadBufferSize:    512,
+		ReadBufferSize:    1024,
 		WriteBufferSize:   4096,
 		WriteBufferPool:   &sync.Pool{},
 		HandshakeTimeout:  l.HandshakeTimeout,
