@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,7 +391,6 @@ func (c *conn) writeLoop() {
 		}
 	}()
 	var frame []byte
-	lingered := false
 	c.bc.begin()
 	defer c.bc.flush()
 	for {
@@ -411,16 +409,6 @@ func (c *conn) writeLoop() {
 			pending, after = c.fetchBacklog()
 			c.mu.Lock()
 		}
-		if len(custody)+len(cmds)+len(pending) == 0 && after == nil && !c.closed && !lingered {
-			// Let the goroutines that feed this connection run once
-			// before giving up the writer: under load more is about to
-			// come, and a new writer costs more than a yield.
-			lingered = true
-			c.mu.Unlock()
-			runtime.Gosched()
-			continue
-		}
-		lingered = false
 		if c.closed || len(custody)+len(cmds)+len(pending) == 0 && after == nil {
 			closeNow := c.closeAfter && !c.closed
 			c.writing = false
