@@ -289,9 +289,7 @@ func (c *conn) command(cmd *wire.Command) {
 			c.kickLocked() // room for more of the backlog
 		}
 		c.mu.Unlock()
-		for _, d := range acked {
-			c.s.acked(d)
-		}
+		c.s.acked(c.id, acked)
 	case wire.OpPing:
 		c.mu.Lock()
 		c.cmds = append(c.cmds, &wire.Command{Op: wire.OpPong, Token: cmd.Token})

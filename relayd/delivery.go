@@ -119,20 +119,27 @@ func (s *Server) store(d *delivery) wire.Reason {
 	return wire.ReasonNone
 }
 
-// acked completes a delivery a receiving connection acknowledged.
-func (s *Server) acked(d *delivery) {
-	d.mu.Lock()
-	state, id := d.state, d.storedID
-	d.state = stateAcked
-	d.mu.Unlock()
-	switch state {
-	case stateLive:
-		s.metrics.delivered(false)
-	case stateStored:
-		if err := s.mailbox.Delete(d.to, id); err != nil {
-			s.log.Error("mailbox delete failed", "to", d.to, "err", err)
+// acked completes deliveries to recipient that one Ack acknowledged; the
+// stored ones leave the mailbox together.
+func (s *Server) acked(recipient wire.RoutingID, ds []*delivery) {
+	var stored []uint64
+	for _, d := range ds {
+		d.mu.Lock()
+		state, id := d.state, d.storedID
+		d.state = stateAcked
+		d.mu.Unlock()
+		switch state {
+		case stateLive:
+			s.metrics.delivered(false)
+		case stateStored:
+			stored = append(stored, id)
+			s.metrics.delivered(true)
 		}
-		s.metrics.delivered(true)
+	}
+	if len(stored) > 0 {
+		if err := s.mailbox.Delete(recipient, stored...); err != nil {
+			s.log.Error("mailbox delete failed", "to", recipient, "err", err)
+		}
 	}
 }
 

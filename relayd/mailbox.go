@@ -24,9 +24,10 @@ type Mailbox interface {
 	// greater than after, oldest first, skipping expired ones.
 	Pending(recipient wire.RoutingID, after uint64, max int, now time.Time) ([]StoredFrame, error)
 
-	// Delete removes a stored frame. Deleting a frame that is not there
-	// is not an error (a second Ack for the same frame).
-	Delete(recipient wire.RoutingID, id uint64) error
+	// Delete removes stored frames of recipient (acknowledged in one Ack:
+	// the disk mailbox commits them together). Deleting a frame that is
+	// not there is not an error (a second Ack for the same frame).
+	Delete(recipient wire.RoutingID, ids ...uint64) error
 
 	// Expire deletes every frame stored longer than the TTL and returns
 	// how many it deleted.

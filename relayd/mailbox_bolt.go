@@ -42,6 +42,7 @@ package relayd
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -483,15 +484,23 @@ func (m *BoltMailbox) Put(recipient, sender wire.RoutingID, body []byte, now tim
 
 // Delete implements Mailbox. It waits for the commit, which it shares with
 // other Puts and Deletes waiting at the same time.
-func (m *BoltMailbox) Delete(recipient wire.RoutingID, id uint64) error {
+func (m *BoltMailbox) Delete(recipient wire.RoutingID, ids ...uint64) error {
 	if err := m.enter(); err != nil {
 		return err
 	}
 	defer m.mu.RUnlock()
-	r := &boltReq{recipient: recipient, id: id, done: make(chan struct{})}
-	m.reqs <- r
-	<-r.done
-	return r.err
+	// Queued together, the writer commits them in one transaction.
+	reqs := make([]boltReq, len(ids))
+	for i, id := range ids {
+		reqs[i] = boltReq{recipient: recipient, id: id, done: make(chan struct{})}
+		m.reqs <- &reqs[i]
+	}
+	var err error
+	for i := range reqs {
+		<-reqs[i].done
+		err = cmp.Or(err, reqs[i].err)
+	}
+	return err
 }
 
 // writer commits the requests waiting in m.reqs, as many as are there (up to

@@ -149,22 +149,24 @@ func cmpFrameID(f memFrame, id uint64) int {
 }
 
 // Delete implements Mailbox.
-func (m *MemoryMailbox) Delete(recipient wire.RoutingID, id uint64) error {
+func (m *MemoryMailbox) Delete(recipient wire.RoutingID, ids ...uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return ErrMailboxClosed
 	}
-	b := m.boxes[recipient]
-	if b == nil {
-		return nil
+	for _, id := range ids {
+		b := m.boxes[recipient]
+		if b == nil {
+			return nil
+		}
+		i, ok := slices.BinarySearchFunc(b.frames, id, cmpFrameID)
+		if !ok || b.frames[i].dead {
+			continue
+		}
+		m.killLocked(b, i)
+		m.tidyLocked(recipient, b)
 	}
-	i, ok := slices.BinarySearchFunc(b.frames, id, cmpFrameID)
-	if !ok || b.frames[i].dead {
-		return nil
-	}
-	m.killLocked(b, i)
-	m.tidyLocked(recipient, b)
 	return nil
 }
 
