@@ -110,6 +110,9 @@ func runRelay(ctx context.Context, e *env, o *relayOptions) error {
 	if o.mbLimits.TTL <= 0 || o.mbLimits.TTL >= 30*24*time.Hour {
 		return usageError{fmt.Errorf("--ttl %v: must be positive and under 30 days (the clients' replay horizon)", o.mbLimits.TTL)}
 	}
+	if o.mailbox != "disk" && o.mailbox != "memory" {
+		return usageError{fmt.Errorf("--mailbox %q: want disk or memory", o.mailbox)}
+	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -129,10 +132,8 @@ func runRelay(ctx context.Context, e *env, o *relayOptions) error {
 			return withHint(err, "is another relay running with the same --data?")
 		}
 		mb = b
-	case "memory":
-		mb = relayd.NewMemoryMailbox(o.mbLimits)
 	default:
-		return usageError{fmt.Errorf("--mailbox %q: want disk or memory", o.mailbox)}
+		mb = relayd.NewMemoryMailbox(o.mbLimits)
 	}
 	mbOpen := true
 	defer func() {

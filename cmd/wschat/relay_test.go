@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/wire"
+)
+
+// buildWschat builds the real binary once per test run.
+func buildWschat(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "wschat")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	return bin
+}
+
+type relayProc struct {
+	cmd  *exec.Cmd
+	addr wire.RelayAddress
+	err  *strings.Builder
+}
+
+// startRelayProc runs `wschat relay` and reads the address it prints first.
+func startRelayProc(t *testing.T, bin string, args ...string) *relayProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"relay"}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		if s.Scan() {
+			line <- s.Text()
+		}
+		close(line)
+		for s.Scan() {
+			t.Errorf("relay printed more on stdout: %q", s.Text())
+		}
+	}()
+	select {
+	case l, ok := <-line:
+		if !ok {
+			t.Fatalf("relay printed nothing; stderr:\n%s", stderr)
+		}
+		a, err := wire.ParseRelayAddress(l)
+		if err != nil {
+			t.Fatalf("first line %q: %v", l, err)
+		}
+		return &relayProc{cmd: cmd, addr: a, err: stderr}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("relay did not start; stderr:\n%s", stderr)
+	}
+	return nil
+}
+
+func dialProc(t *testing.T, addr wire.RelayAddress, id *wire.Identity, receive bool) *bridge.Conn {
+	t.Helper()
+	var err error
+	for i := 0; i < 50; i++ {
+		var c *bridge.Conn
+		if c, err = bridge.Dial(context.Background(), addr, id, bridge.DialOptions{Receive: receive}); err == nil {
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("dial: %v", err)
+	return nil
+}
+
+func nextData(t *testing.T, c *bridge.Conn) bridge.Incoming {
+	t.Helper()
+	for {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		in, err := c.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Command == nil {
+			return in
+		}
+	}
+}
+
+func nextCustody(t *testing.T, c *bridge.Conn) wire.CustodyEntry {
+	t.Helper()
+	for {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		in, err := c.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Command != nil && in.Command.Op == wire.OpCustody {
+			return in.Command.Custody[0]
+		}
+	}
+}
+
+// The relay binary: the address comes first on stdout, the key is made
+// once and reused, stored frames survive kill -9, SIGTERM exits 0 after
+// telling clients to reconnect.
+func TestRelayBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildWschat(t)
+	data := t.TempDir()
+	r := startRelayProc(t, bin, "--listen", "127.0.0.1:0", "--data", data)
+	if fi, err := os.Stat(filepath.Join(data, "relay.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("relay key: %v %v", fi, err)
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(r.addr.URL, "ws://"), "/"))
+	if port == "0" || port == "" {
+		t.Fatalf("address %s shows no real port", r.addr)
+	}
+
+	alice, _ := wire.NewIdentity(rand.Reader)
+	bob, _ := wire.NewIdentity(rand.Reader)
+	ac := dialProc(t, r.addr, alice, false)
+	for i := 0; i < 3; i++ {
+		if _, err := ac.SendData(bob.Public().ID(), 0, make([]byte, wire.MinEnvelopeSize)); err != nil {
+			t.Fatal(err)
+		}
+		if e := nextCustody(t, ac); e.Status != wire.StatusStored {
+			t.Fatalf("custody %+v", e)
+		}
+	}
+	// kill -9, then the same data directory and port.
+	r.cmd.Process.Signal(syscall.SIGKILL)
+	r.cmd.Wait()
+	r2 := startRelayProc(t, bin, "--listen", "127.0.0.1:"+port, "--data", data)
+	if r2.addr != r.addr {
+		t.Fatalf("restarted relay has address %s, was %s", r2.addr, r.addr)
+	}
+	bc := dialProc(t, r2.addr, bob, true)
+	for i := 0; i < 3; i++ {
+		in := nextData(t, bc)
+		if in.Header.ID != alice.Public().ID() {
+			t.Fatalf("frame from %s", in.Header.ID)
+		}
+		bc.SendCommand(&wire.Command{Op: wire.OpAck, Acks: []uint64{in.Header.Index}})
+	}
+	// SIGTERM: Restarting notice, then exit 0.
+	r2.cmd.Process.Signal(syscall.SIGTERM)
+	sawRestart := false
+	for {
+		bc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		in, err := bc.Read()
+		if err != nil {
+			break
+		}
+		if in.Command != nil && in.Command.Op == wire.OpRestarting {
+			sawRestart = true
+		}
+	}
+	if !sawRestart {
+		t.Error("no Restarting notice before the close")
+	}
+	err := r2.cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		t.Fatalf("relay exited %d after SIGTERM; stderr:\n%s", ee.ExitCode(), r2.err)
+	}
+	if strings.Contains(r2.err.String(), "panic") {
+		t.Fatalf("stderr:\n%s", r2.err)
+	}
+}
+
+func TestRelayUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"relay", "--mailbox", "tape"},
+		{"relay", "--tls-cert", "x"},
+		{"relay", "--ttl", "900h"},
+		{"relay", "extra"},
+		{"relay", "--no-such-flag"},
+	} {
+		var out, errb strings.Builder
+		if code := Main(args, strings.NewReader(""), &out, &errb); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d; stderr %q", args, code, exitUsage, errb.String())
+		}
+		if !strings.HasPrefix(errb.String(), "wschat: ") || out.Len() != 0 {
+			t.Errorf("%v: stdout %q stderr %q", args, out.String(), errb.String())
+		}
+	}
+}
