@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -207,10 +208,10 @@ const childEnv = "WSCHAT_RELAYD_BENCH_CHILD"
 // bare forwarder), the other for the load generator.
 var childProcs = cmp.Or(os.Getenv("WSCHAT_RELAYD_BENCH_PROCS"), "1")
 
-func startChild(b testing.TB, mode string) *benchChild {
+func startChild(b testing.TB, mode string, env ...string) *benchChild {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+mode, "GOMAXPROCS="+childProcs)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+mode, "GOMAXPROCS="+childProcs), env...)
 	in, _ := cmd.StdinPipe()
 	outp, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -254,13 +255,18 @@ func (c *benchChild) stop() {
 
 // runChild is the child's main.
 func runChild(mode string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", cmp.Or(os.Getenv(childEnv+"_LISTEN"), "127.0.0.1:0"))
 	if err != nil {
 		panic(err)
 	}
 	switch mode {
 	case "relay":
-		id, _ := wire.NewRelayIdentity(crand.Reader)
+		var seed [wire.KeySize]byte
+		crand.Read(seed[:])
+		if k := os.Getenv(childEnv + "_SEED"); k != "" {
+			copy(seed[:], k)
+		}
+		id, _ := wire.RelayIdentityFromSeed(seed)
 		srv, err := relayd.New(relayd.Config{Identity: id, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{}),
 			Limits: relayd.Limits{RateBytes: 1 << 30, RateBurst: 1 << 30, MaxConnsPerIP: 1 << 20}})
 		if err != nil {
@@ -475,5 +481,69 @@ func BenchmarkIdleMemory(b *testing.B) {
 			c.Close()
 		}
 		r.stop()
+	}
+}
+
+// BenchmarkReconnectStorm: how long clients take to come back after a
+// relay restart: N receiving clients are connected, the relay process is
+// replaced by a new one on the same port with the same key, and every
+// client dials again at once (64 at a time, as a crowd of clients with
+// jittered backoff would). N is 10000 unless WSCHAT_STORM_CLIENTS says
+// otherwise.
+func BenchmarkReconnectStorm(b *testing.B) {
+	n := 10000
+	if v := os.Getenv("WSCHAT_STORM_CLIENTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	for b.Loop() {
+		env := []string{childEnv + "_SEED=storm relay key 0123456789abcdef"}
+		r := startChild(b, "relay", env...)
+		host := strings.TrimSuffix(strings.TrimPrefix(r.addr.URL, "ws://"), "/")
+		ids := make([]*wire.Identity, n)
+		for i := range ids {
+			ids[i] = newIdentity(b)
+		}
+		dialAll := func(addr wire.RelayAddress) ([]*bridge.Conn, time.Duration) {
+			conns := make([]*bridge.Conn, n)
+			work := make(chan int)
+			var wg sync.WaitGroup
+			start := time.Now()
+			for range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range work {
+						for {
+							c, err := bridge.Dial(context.Background(), addr, ids[i], bridge.DialOptions{Receive: true})
+							if err == nil {
+								conns[i] = c
+								break
+							}
+							time.Sleep(10 * time.Millisecond)
+						}
+					}
+				}()
+			}
+			for i := range ids {
+				work <- i
+			}
+			close(work)
+			wg.Wait()
+			return conns, time.Since(start)
+		}
+		conns, _ := dialAll(r.addr)
+		r.stop()
+		for _, c := range conns {
+			c.Close()
+		}
+		r2 := startChild(b, "relay", append(env, childEnv+"_LISTEN="+host)...)
+		conns, d := dialAll(r2.addr)
+		b.ReportMetric(d.Seconds(), "s-to-reconnect")
+		b.ReportMetric(float64(n)/d.Seconds(), "handshakes/s")
+		b.ReportMetric(float64(n), "clients")
+		for _, c := range conns {
+			c.Close()
+		}
+		r2.stop()
 	}
 }
