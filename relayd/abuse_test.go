@@ -217,3 +217,29 @@ func TestFloodIsRateLimited(t *testing.T) {
 		t.Fatalf("relay accepted %d bytes from a client limited to 64 KiB/s", st.Bytes)
 	}
 }
+
+// FuzzRelayPreAuth sends arbitrary first messages to a live relay: it must
+// refuse each (close the connection) and keep serving.
+func FuzzRelayPreAuth(f *testing.F) {
+	r := startRelay(f, newRelayKey(f), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{MaxConnsPerIP: 1 << 20}, "")
+	defer r.stop()
+	f.Add([]byte{wire.MsgAuth, wire.ProtocolVersion})
+	f.Add(bytes.Repeat([]byte{1}, wire.AuthSize))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		ws, _, err := websocket.DefaultDialer.Dial(wsURL(r), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		if _, _, err := ws.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+		ws.WriteMessage(websocket.BinaryMessage, msg)
+		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := ws.ReadMessage(); err == nil {
+			t.Fatal("relay answered a forged Auth")
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("relay kept a connection with a forged Auth open")
+		}
+	})
+}
