@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/wschat/wschat/keys"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -26,6 +28,10 @@ const (
 	exitTimeout = 3
 	exitTrust   = 4
 )
+
+// errTimedOut: nothing arrived, or delivery was not confirmed, in time
+// (exit 3).
+var errTimedOut = errors.New("timed out")
 
 // usageError marks a command-line mistake (exit 2).
 type usageError struct{ err error }
@@ -47,12 +53,15 @@ func withHint(err error, hint string) error { return hintError{err, hint} }
 // exitCode maps an error to the exit code. The one place it happens.
 func exitCode(err error) int {
 	var ue usageError
+	var te trustError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.As(err, &te), errors.Is(err, keys.ErrKeyChanged):
+		return exitTrust
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errTimedOut):
 		return exitTimeout
 	}
 	return exitError
@@ -100,7 +109,9 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 timed out, 4 trust failure.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRelayCmd(e))
+	h := &homeFlags{}
+	h.register(root)
+	root.AddCommand(newRelayCmd(e), newKeygenCmd(e, h), newInviteCmd(e, h), newContactsCmd(e, h), newSendCmd(e, h), newListenCmd(e, h))
 	topic := &cobra.Command{Use: "environment", Short: "Environment variables: every flag has one"}
 	root.AddCommand(topic)
 	topic.Long = environmentHelp(root)

@@ -1,0 +1,389 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/wschat/wschat/keys"
+	"github.com/wschat/wschat/wire"
+)
+
+// Client is one identity's view of wschat: its contacts, its store, and
+// connections to its relay. Safe for concurrent use.
+type Client struct {
+	id    *wire.Identity
+	relay wire.RelayAddress
+	book  *keys.Book
+	store *Store
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu    sync.Mutex
+	pairs map[wire.Fingerprint]*wire.Pair // guarded by mu: derived once per peer
+}
+
+// Config configures a Client.
+type Config struct {
+	Identity *wire.Identity
+	Relay    wire.RelayAddress
+	Book     *keys.Book
+	Store    *Store
+	Logger   *slog.Logger     // nil: discard
+	Now      func() time.Time // nil: time.Now
+}
+
+// NewClient makes a client; it connects only when asked.
+func NewClient(cfg Config) *Client {
+	c := &Client{id: cfg.Identity, relay: cfg.Relay, book: cfg.Book, store: cfg.Store, log: cfg.Logger, now: cfg.Now,
+		pairs: make(map[wire.Fingerprint]*wire.Pair)}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+// Store is the client's store.
+func (c *Client) Store() *Store { return c.store }
+
+func (c *Client) pair(peer wire.PublicIdentity) (*wire.Pair, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.pairs[peer.Fingerprint()]; ok {
+		return p, nil
+	}
+	p, err := c.id.Pair(peer)
+	if err != nil {
+		return nil, err
+	}
+	c.pairs[peer.Fingerprint()] = p
+	return p, nil
+}
+
+// Queue seals a message to a contact and puts it in the outbox (and the
+// history). It goes out on the next connection that flushes the outbox.
+func (c *Client) Queue(ctx context.Context, to keys.Contact, typ wire.MessageType, body []byte, waitAck bool) (wire.MessageID, error) {
+	p, err := c.pair(to.Public)
+	if err != nil {
+		return wire.MessageID{}, err
+	}
+	id, err := wire.NewMessageID(rand.Reader)
+	if err != nil {
+		return id, err
+	}
+	now := c.now()
+	m := &wire.Message{ID: id, SentAt: now, Type: typ, Body: body}
+	env, err := p.Seal(nil, m, rand.Reader)
+	if err != nil {
+		return id, err
+	}
+	if _, err := c.store.AddOutgoing(ctx, to.Public, m, env, 0, waitAck, now); err != nil {
+		return id, err
+	}
+	return id, nil
+}
+
+// Session is one connection to the relay, with the bookkeeping that
+// matches custody answers to outbox entries. Its methods are called from
+// the goroutine that reads it (Serve), except Flush.
+type Session struct {
+	c    *Client
+	conn *Conn
+
+	mu      sync.Mutex
+	inCusto map[uint64]Pending // guarded by mu: frame index -> outbox entry awaiting custody
+	notify  chan struct{}      // signalled when the store gains rows or states change
+	custody chan struct{}      // signalled on every custody answer
+	restart *wire.Command      // guarded by mu: the relay's Restarting notice, if any
+}
+
+// Connect dials the relay. receive says whether this connection takes the
+// identity's incoming messages.
+func (c *Client) Connect(ctx context.Context, receive bool) (*Session, error) {
+	conn, err := Dial(ctx, c.relay, c.id, DialOptions{Receive: receive})
+	if err != nil {
+		return nil, err
+	}
+	return &Session{c: c, conn: conn, inCusto: map[uint64]Pending{}, notify: make(chan struct{}, 1), custody: make(chan struct{}, 1)}, nil
+}
+
+// Close closes the connection.
+func (s *Session) Close() error { return s.conn.Close() }
+
+// Notify is signalled (without blocking) when the store changed.
+func (s *Session) Notify() <-chan struct{} { return s.notify }
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Flush hands every outbox entry to the relay. Custody answers arrive
+// through Serve.
+func (s *Session) Flush(ctx context.Context) (int, error) {
+	out, err := s.c.store.Outbox(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range out {
+		s.mu.Lock()
+		idx, err := s.conn.SendData(p.To, p.Flags, p.Envelope)
+		if err == nil {
+			s.inCusto[idx] = p
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		s.c.store.Attempted(ctx, p.PeerFP, p.ID)
+	}
+	return len(out), nil
+}
+
+// Awaiting is the number of frames still waiting for a custody answer.
+func (s *Session) Awaiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inCusto)
+}
+
+// CustodySignal is signalled on every custody answer.
+func (s *Session) CustodySignal() <-chan struct{} { return s.custody }
+
+// ErrRestarting: the relay said it is restarting; RetryAfter says when to
+// come back.
+type ErrRestarting struct{ RetryAfter time.Duration }
+
+func (e *ErrRestarting) Error() string {
+	return fmt.Sprintf("relay is restarting (reconnect after %v)", e.RetryAfter)
+}
+
+// Refused reports a frame the relay refused.
+type Refused struct {
+	ID     wire.MessageID
+	Reason wire.Reason
+}
+
+// Serve reads the connection until it fails or ctx ends: incoming
+// messages are stored, then acknowledged to the relay; custody answers
+// and end-to-end acknowledgements update the outbox. refused, if not nil,
+// receives the relay's refusals.
+func (s *Session) Serve(ctx context.Context, refused func(Refused)) error {
+	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	for {
+		in, err := s.conn.Read()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.mu.Lock()
+			r := s.restart
+			s.mu.Unlock()
+			if r != nil {
+				return &ErrRestarting{RetryAfter: time.Duration(r.RetryAfter) * time.Millisecond}
+			}
+			return err
+		}
+		if in.Command != nil {
+			s.command(ctx, in.Command, refused)
+			continue
+		}
+		s.incoming(ctx, in)
+	}
+}
+
+func (s *Session) command(ctx context.Context, cmd *wire.Command, refused func(Refused)) {
+	switch cmd.Op {
+	case wire.OpCustody:
+		for _, e := range cmd.Custody {
+			s.mu.Lock()
+			p, ok := s.inCusto[e.Index]
+			delete(s.inCusto, e.Index)
+			s.mu.Unlock()
+			if !ok {
+				continue
+			}
+			switch e.Status {
+			case wire.StatusDelivered:
+				s.c.store.SetState(ctx, p.PeerFP, p.ID, StateSent)
+			case wire.StatusStored:
+				s.c.store.SetState(ctx, p.PeerFP, p.ID, StateStored)
+			case wire.StatusRefused:
+				if refused != nil {
+					refused(Refused{ID: p.ID, Reason: e.Reason})
+				}
+			}
+		}
+		signal(s.custody)
+		signal(s.notify)
+	case wire.OpRestarting:
+		s.mu.Lock()
+		s.restart = cmd
+		s.mu.Unlock()
+	case wire.OpPing:
+		s.conn.SendCommand(&wire.Command{Op: wire.OpPong, Token: cmd.Token})
+	}
+}
+
+// incoming handles a data frame: verify, store, then acknowledge to the
+// relay. A frame that cannot be verified is acknowledged too (dropped): the
+// relay would otherwise offer it again forever.
+func (s *Session) incoming(ctx context.Context, in Incoming) {
+	c := s.c
+	ack := func() {
+		if in.Header.Flags&wire.FlagEphemeral == 0 {
+			s.conn.SendCommand(&wire.Command{Op: wire.OpAck, Acks: []uint64{in.Header.Index}})
+		}
+	}
+	contact, err := c.book.ByID(in.Header.ID)
+	if err != nil {
+		c.log.Info("message from a stranger kept aside", "from_id", in.Header.ID)
+		if err := c.store.AddStranger(ctx, in.Header.ID, c.now()); err != nil {
+			return // not stored: do not acknowledge
+		}
+		ack()
+		signal(s.notify)
+		return
+	}
+	p, err := c.pair(contact.Public)
+	if err != nil {
+		ack()
+		return
+	}
+	m, err := p.Open(in.Body)
+	if err != nil {
+		c.log.Warn("dropped a frame that does not verify", "from", contact.Name, "err", err)
+		ack()
+		return
+	}
+	now := c.now()
+	if m.SentAt.Before(now.Add(-wire.ReplayHorizon)) || m.SentAt.After(now.Add(wire.MaxClockSkew)) {
+		c.log.Warn("dropped a message outside the replay horizon", "from", contact.Name, "sent_at", m.SentAt)
+		ack()
+		return
+	}
+	switch m.Type {
+	case wire.TypeTyping, wire.TypePresence:
+		return // for chat; nothing to store
+	case wire.TypeDelivered, wire.TypeRead:
+		state := StateDelivered
+		if m.Type == wire.TypeRead {
+			state = StateRead
+		}
+		for _, id := range wire.AckIDs(m.Body) {
+			c.store.SetState(ctx, contact.Public.Fingerprint(), id, state)
+		}
+	}
+	_, err = c.store.AddIncoming(ctx, contact.Public, m, now)
+	if err != nil && !errors.Is(err, ErrDuplicate) {
+		c.log.Error("store write failed; the relay will offer the message again", "err", err)
+		return
+	}
+	ack()
+	signal(s.notify)
+	if m.Type == wire.TypeText {
+		// The sender's outbox waits for this; a redelivery is acknowledged
+		// again, in case the first acknowledgement was lost.
+		s.sendAck(ctx, contact, m.ID, wire.TypeDelivered)
+	}
+}
+
+func (s *Session) sendAck(ctx context.Context, to keys.Contact, id wire.MessageID, typ wire.MessageType) {
+	p, err := s.c.pair(to.Public)
+	if err != nil {
+		return
+	}
+	mid, _ := wire.NewMessageID(rand.Reader)
+	env, err := p.Seal(nil, &wire.Message{ID: mid, SentAt: s.c.now(), Type: typ, Body: wire.AckBody(id)}, rand.Reader)
+	if err != nil {
+		return
+	}
+	s.conn.SendData(to.Public.ID(), 0, env)
+}
+
+// Backoff is exponential backoff with full jitter, for reconnecting.
+type Backoff struct {
+	Min, Max time.Duration
+	n        int
+}
+
+// Next returns the next delay.
+func (b *Backoff) Next() time.Duration {
+	lo, hi := b.Min, b.Max
+	if lo == 0 {
+		lo = 200 * time.Millisecond
+	}
+	if hi == 0 {
+		hi = 30 * time.Second
+	}
+	d := lo << min(b.n, 20)
+	if d > hi || d <= 0 {
+		d = hi
+	}
+	b.n++
+	j, _ := rand.Int(rand.Reader, big.NewInt(int64(d)))
+	return d/2 + time.Duration(j.Int64())/2
+}
+
+// Reset starts over after a success.
+func (b *Backoff) Reset() { b.n = 0 }
+
+// Run keeps a receiving connection open, reconnecting with backoff, until
+// ctx ends. changed is signalled whenever the store gains rows.
+func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected func(error)) error {
+	var b Backoff
+	for {
+		s, err := c.Connect(ctx, true)
+		if err == nil {
+			b.Reset()
+			if connected != nil {
+				connected(nil)
+			}
+			done := make(chan struct{})
+			go func() {
+				for {
+					select {
+					case <-s.notify:
+						select {
+						case changed <- struct{}{}:
+						default:
+						}
+					case <-done:
+						return
+					}
+				}
+			}()
+			s.Flush(ctx)
+			err = s.Serve(ctx, nil)
+			close(done)
+			s.Close()
+		} else if connected != nil {
+			connected(err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		delay := b.Next()
+		var re *ErrRestarting
+		if errors.As(err, &re) {
+			delay = re.RetryAfter + delay/4
+		}
+		c.log.Info("reconnecting", "after", delay.Round(time.Millisecond), "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}

@@ -1,0 +1,322 @@
+package bridge
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite
+
+	"github.com/wschat/wschat/wire"
+)
+
+// Store is the client's local state in one SQLite file (WAL mode, so
+// several wschat processes on one identity can use it at once): the
+// message history with a growing cursor, the outbox, and what arrived from
+// strangers. Every incoming message is written here before it is
+// acknowledged to the relay; `listen`, `chat` and `mcp` read from here.
+type Store struct {
+	db      *sql.DB
+	history bool // keep message bodies after they are handed out
+}
+
+// Message directions.
+const (
+	DirIn  = "in"
+	DirOut = "out"
+)
+
+// Outgoing message states.
+const (
+	StatePending   = "pending"   // in the outbox, not yet in the relay's custody
+	StateStored    = "stored"    // the relay holds it for the recipient
+	StateSent      = "sent"      // the relay handed it to a receiving connection
+	StateDelivered = "delivered" // the recipient's client acknowledged it
+	StateRead      = "read"      // a person saw it
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS messages (
+	cursor      INTEGER PRIMARY KEY AUTOINCREMENT,
+	dir         TEXT    NOT NULL,
+	peer_fp     BLOB    NOT NULL,
+	peer_id     TEXT    NOT NULL,
+	msg_id      BLOB    NOT NULL,
+	type        INTEGER NOT NULL,
+	body        BLOB,
+	sent_at     INTEGER NOT NULL,
+	received_at INTEGER NOT NULL,
+	state       TEXT    NOT NULL DEFAULT '',
+	UNIQUE (dir, peer_fp, msg_id)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+	msg_id      BLOB PRIMARY KEY,
+	peer_fp     BLOB    NOT NULL,
+	envelope    BLOB    NOT NULL,
+	to_id       BLOB    NOT NULL,
+	flags       INTEGER NOT NULL,
+	wait_ack    INTEGER NOT NULL,
+	created_at  INTEGER NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS strangers (
+	peer_id     TEXT PRIMARY KEY,
+	count       INTEGER NOT NULL,
+	first_seen  INTEGER NOT NULL,
+	last_seen   INTEGER NOT NULL
+);
+`
+
+// OpenStore opens (creating if needed, 0600) the store at path.
+func OpenStore(path string, history bool) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	f.Close()
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	db.SetMaxOpenConns(1) // one writer per process; other processes wait on busy_timeout
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %q: %w", path, err)
+	}
+	return &Store{db: db, history: history}, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Record is one message in the history.
+type Record struct {
+	Cursor     int64
+	Dir        string
+	PeerFP     wire.Fingerprint
+	PeerID     wire.RoutingID
+	ID         wire.MessageID
+	Type       wire.MessageType
+	Body       []byte
+	SentAt     time.Time
+	ReceivedAt time.Time
+	State      string
+}
+
+// ErrDuplicate: the message was recorded before (a redelivery).
+var ErrDuplicate = errors.New("message already recorded")
+
+// AddIncoming records a message from a peer. It returns ErrDuplicate for
+// a message already recorded, which the caller acknowledges again but does
+// not show. Without history the body is kept only until it has been read
+// once (the row stays, empty, as the replay record).
+func (s *Store) AddIncoming(ctx context.Context, peer wire.PublicIdentity, m *wire.Message, now time.Time) (int64, error) {
+	fp := peer.Fingerprint()
+	res, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO messages
+		(dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		DirIn, fp[:], peer.ID().String(), m.ID[:], int(m.Type), m.Body, m.SentAt.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return 0, ErrDuplicate
+	}
+	return res.LastInsertId()
+}
+
+// AddOutgoing records a message this identity sends and puts its envelope
+// in the outbox, in one transaction.
+func (s *Store) AddOutgoing(ctx context.Context, peer wire.PublicIdentity, m *wire.Message, env []byte, flags byte, waitAck bool, now time.Time) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	defer tx.Rollback()
+	fp, to := peer.Fingerprint(), peer.ID()
+	body := m.Body
+	if !s.history {
+		body = nil
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO messages
+		(dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		DirOut, fp[:], to.String(), m.ID[:], int(m.Type), body, m.SentAt.UnixMilli(), now.UnixMilli(), StatePending)
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	cursor, _ := res.LastInsertId()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (msg_id, peer_fp, envelope, to_id, flags, wait_ack, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		m.ID[:], fp[:], env, to[:], int(flags), waitAck, now.UnixMilli()); err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	return cursor, tx.Commit()
+}
+
+// Pending is an outbox entry.
+type Pending struct {
+	ID       wire.MessageID
+	PeerFP   wire.Fingerprint
+	To       wire.RoutingID
+	Envelope []byte
+	Flags    byte
+	WaitAck  bool
+	Attempts int
+}
+
+// Outbox lists what waits to be handed to the relay, oldest first.
+func (s *Store) Outbox(ctx context.Context) ([]Pending, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT o.msg_id, o.peer_fp, o.to_id, o.envelope, o.flags, o.wait_ack, o.attempts
+		FROM outbox o JOIN messages m ON m.dir = 'out' AND m.msg_id = o.msg_id AND m.peer_fp = o.peer_fp
+		WHERE m.state = ? ORDER BY o.created_at`, StatePending)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	defer rows.Close()
+	var out []Pending
+	for rows.Next() {
+		var p Pending
+		var id, fp, to []byte
+		if err := rows.Scan(&id, &fp, &to, &p.Envelope, &p.Flags, &p.WaitAck, &p.Attempts); err != nil {
+			return nil, err
+		}
+		copy(p.ID[:], id)
+		copy(p.PeerFP[:], fp)
+		copy(p.To[:], to)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// SetState records the new state of an outgoing message; states only move
+// forward (pending < sent/stored < delivered < read).
+func (s *Store) SetState(ctx context.Context, peer wire.Fingerprint, id wire.MessageID, state string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE messages SET state = ?
+		WHERE dir = 'out' AND peer_fp = ? AND msg_id = ? AND `+stateRank("state")+` < `+stateRank("?"),
+		state, peer[:], id[:], state)
+	if err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if state != StatePending {
+		s.db.ExecContext(ctx, `DELETE FROM outbox WHERE peer_fp = ? AND msg_id = ? AND (wait_ack = 0 OR ? IN ('delivered', 'read'))`, peer[:], id[:], state)
+	}
+	return n > 0, nil
+}
+
+func stateRank(x string) string {
+	return `(CASE ` + x + ` WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 WHEN 'stored' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE -1 END)`
+}
+
+// Attempted counts a hand-over attempt.
+func (s *Store) Attempted(ctx context.Context, peer wire.Fingerprint, id wire.MessageID) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1 WHERE peer_fp = ? AND msg_id = ?`, peer[:], id[:])
+	return err
+}
+
+// State is the state of an outgoing message ("" if unknown).
+func (s *Store) State(ctx context.Context, peer wire.Fingerprint, id wire.MessageID) (string, error) {
+	var st string
+	err := s.db.QueryRowContext(ctx, `SELECT state FROM messages WHERE dir = 'out' AND peer_fp = ? AND msg_id = ?`, peer[:], id[:]).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return st, err
+}
+
+// After returns up to limit records with a cursor above after, oldest
+// first. dir "" means both directions.
+func (s *Store) After(ctx context.Context, after int64, dir string, limit int) ([]Record, error) {
+	q := `SELECT cursor, dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state FROM messages WHERE cursor > ?`
+	args := []any{after}
+	if dir != "" {
+		q += ` AND dir = ?`
+		args = append(args, dir)
+	}
+	q += ` ORDER BY cursor LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var r Record
+		var fp, id []byte
+		var pid string
+		var sent, recv int64
+		var typ int
+		if err := rows.Scan(&r.Cursor, &r.Dir, &fp, &pid, &id, &typ, &r.Body, &sent, &recv, &r.State); err != nil {
+			return nil, err
+		}
+		copy(r.PeerFP[:], fp)
+		copy(r.ID[:], id)
+		r.PeerID, _ = wire.ParseRoutingID(pid)
+		r.Type = wire.MessageType(typ)
+		r.SentAt, r.ReceivedAt = time.UnixMilli(sent), time.UnixMilli(recv)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// LastCursor is the highest cursor in the store (0 when empty).
+func (s *Store) LastCursor(ctx context.Context) (int64, error) {
+	var c sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT MAX(cursor) FROM messages`).Scan(&c)
+	return c.Int64, err
+}
+
+// Forget blanks bodies handed out already when history is off, and drops
+// replay records past the horizon.
+func (s *Store) Forget(ctx context.Context, upTo int64, now time.Time) error {
+	if !s.history {
+		if _, err := s.db.ExecContext(ctx, `UPDATE messages SET body = NULL WHERE cursor <= ? AND body IS NOT NULL`, upTo); err != nil {
+			return err
+		}
+	}
+	_, err := s.db.ExecContext(ctx, `DELETE FROM messages WHERE sent_at < ?`, now.Add(-wire.ReplayHorizon).UnixMilli())
+	return err
+}
+
+// AddStranger counts a frame from an identity that is not a contact.
+func (s *Store) AddStranger(ctx context.Context, id wire.RoutingID, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO strangers (peer_id, count, first_seen, last_seen) VALUES (?, 1, ?, ?)
+		ON CONFLICT (peer_id) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen`, id.String(), now.UnixMilli(), now.UnixMilli())
+	return err
+}
+
+// Stranger counts what arrived from one identity that is not a contact.
+type Stranger struct {
+	ID       wire.RoutingID
+	Count    int
+	LastSeen time.Time
+}
+
+// Strangers lists them.
+func (s *Store) Strangers(ctx context.Context) ([]Stranger, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT peer_id, count, last_seen FROM strangers ORDER BY peer_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Stranger
+	for rows.Next() {
+		var x Stranger
+		var id string
+		var last int64
+		if err := rows.Scan(&id, &x.Count, &last); err != nil {
+			return nil, err
+		}
+		x.ID, _ = wire.ParseRoutingID(id)
+		x.LastSeen = time.UnixMilli(last)
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}

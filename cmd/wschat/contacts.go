@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wschat/wschat/keys"
+)
+
+func newContactsCmd(e *env, h *homeFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "contacts",
+		Short: "The pinned address book: add, list, remove, verify",
+		Long: `Contacts are pinned on first use: adding a name records its keys, and a
+different key for that name is refused until you have checked it with the
+person (exit 4). Compare the safety number out of band to verify a contact.`,
+	}
+	cmd.AddCommand(newContactsAddCmd(e, h), newContactsListCmd(e, h), newContactsRemoveCmd(e, h), newContactsVerifyCmd(e, h))
+	return cmd
+}
+
+func openBook(h *homeFlags) (*keys.Book, *keys.IdentityFile, error) {
+	f, err := h.loadIdentity()
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := keys.OpenBook(h.contactsPath())
+	return b, f, err
+}
+
+func newContactsAddCmd(e *env, h *homeFlags) *cobra.Command {
+	var replace bool
+	cmd := &cobra.Command{
+		Use:   "add NAME INVITE",
+		Short: "Pin a contact from their invite and print the safety number",
+		Example: `  wschat contacts add bob WSCHAT1-R5AMLLNWR4SWESX...
+  wschat contacts add --replace bob WSCHAT1-...   # after bob's key changed and you checked with him`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := keys.CheckContactName(args[0]); err != nil {
+				return usageError{err}
+			}
+			inv, err := keys.ParseInvite(strings.TrimSpace(args[1]))
+			if err != nil {
+				return withHint(usageError{err}, "copy the whole invite line again; it starts with WSCHAT1-")
+			}
+			book, f, err := openBook(h)
+			if err != nil {
+				return err
+			}
+			var c keys.Contact
+			if replace {
+				c, err = book.Replace(args[0], inv)
+			} else {
+				c, err = book.Add(args[0], inv)
+			}
+			if errors.Is(err, keys.ErrKeyChanged) {
+				return withHint(trustError{err}, "if "+args[0]+" really has a new key, compare safety numbers with them, then add again with --replace")
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s\t%s\tsafety number: %s\n", c.Name, c.Public.ID(), keys.SafetyNumber(f.Identity.Public(), c.Public))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&replace, "replace", false, "replace the pinned key of an existing contact")
+	return cmd
+}
+
+type contactJSON struct {
+	Name     string `json:"name"`
+	ID       string `json:"id"`
+	Nick     string `json:"nick"`
+	Relay    string `json:"relay,omitempty"`
+	Verified bool   `json:"verified"`
+	Added    string `json:"added_at"`
+}
+
+func newContactsListCmd(e *env, h *homeFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List contacts",
+		Example: "  wschat contacts list\n  wschat contacts list --json | jq -r .name",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			book, _, err := openBook(h)
+			if err != nil {
+				return err
+			}
+			list, err := book.List()
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(e.stdout)
+			for _, c := range list {
+				if asJSON {
+					enc.Encode(contactJSON{Name: c.Name, ID: c.Public.ID().String(), Nick: c.Nick, Relay: c.Relay, Verified: c.Verified, Added: c.AddedAt.UTC().Format("2006-01-02T15:04:05Z07:00")})
+					continue
+				}
+				v := "unverified"
+				if c.Verified {
+					v = "verified"
+				}
+				fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\n", c.Name, c.Public.ID(), v, c.Nick)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per contact per line")
+	return cmd
+}
+
+func newContactsRemoveCmd(e *env, h *homeFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "remove NAME",
+		Short:   "Forget a contact",
+		Example: "  wschat contacts remove bob",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			book, _, err := openBook(h)
+			if err != nil {
+				return err
+			}
+			if _, err := lookupContact(book, args[0]); err != nil {
+				return err
+			}
+			return book.Remove(args[0])
+		},
+	}
+}
+
+func newContactsVerifyCmd(e *env, h *homeFlags) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "verify NAME",
+		Short: "Show the safety number; with --yes, mark the contact verified",
+		Long: `Print the safety number of you and NAME. Compare it with theirs over a channel
+you trust (in person, a call). If they match, run again with --yes to mark
+the contact verified.`,
+		Example: "  wschat contacts verify bob\n  wschat contacts verify --yes bob",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			book, f, err := openBook(h)
+			if err != nil {
+				return err
+			}
+			c, err := lookupContact(book, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, keys.SafetyNumber(f.Identity.Public(), c.Public))
+			if !yes {
+				if !c.Verified {
+					fmt.Fprintln(e.stderr, "hint: if it matches theirs, run: wschat contacts verify --yes", c.Name)
+				}
+				return nil
+			}
+			_, err = book.Verify(c.Name)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "the numbers match: mark the contact verified")
+	return cmd
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/keys"
+	"github.com/wschat/wschat/wire"
+)
+
+// homeFlags are the settings every identity command shares.
+type homeFlags struct {
+	home  string
+	relay string
+}
+
+func (h *homeFlags) register(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&h.home, "home", defaultHome(), "directory of this identity (key, contacts, message store)")
+	cmd.PersistentFlags().StringVar(&h.relay, "relay", "", "relay address (what `wschat relay` printed); default: the one saved by keygen")
+}
+
+func defaultHome() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ".wschat"
+	}
+	return filepath.Join(dir, "wschat")
+}
+
+func (h *homeFlags) identityPath() string { return filepath.Join(h.home, "identity") }
+func (h *homeFlags) contactsPath() string { return filepath.Join(h.home, "contacts") }
+func (h *homeFlags) storePath() string    { return filepath.Join(h.home, "messages.db") }
+
+// loadIdentity reads the identity, with hints for the usual mistakes.
+func (h *homeFlags) loadIdentity() (*keys.IdentityFile, error) {
+	f, err := keys.Load(h.identityPath(), nil)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, withHint(fmt.Errorf("no identity in %s", h.home), "make one with: wschat keygen --name NAME --relay ADDRESS")
+	case errors.Is(err, keys.ErrInsecurePermissions):
+		return nil, withHint(err, "the key must be readable by you alone")
+	case errors.Is(err, keys.ErrPassphraseRequired):
+		return nil, withHint(err, "this version reads passphrase-protected identities only through the keys package")
+	case err != nil:
+		return nil, err
+	}
+	return f, nil
+}
+
+// relayAddress is --relay, else the identity's saved relay.
+func (h *homeFlags) relayAddress(f *keys.IdentityFile) (wire.RelayAddress, error) {
+	s := h.relay
+	if s == "" {
+		s = f.Relay
+	}
+	if s == "" {
+		return wire.RelayAddress{}, withHint(errors.New("no relay address"), "pass --relay ADDRESS (the line `wschat relay` prints) or set WSCHAT_RELAY")
+	}
+	a, err := wire.ParseRelayAddress(s)
+	if err != nil {
+		return a, usageError{err}
+	}
+	return a, nil
+}
+
+// open loads everything a messaging command needs.
+func (h *homeFlags) open(history bool) (*bridge.Client, *keys.Book, func(), error) {
+	f, err := h.loadIdentity()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	addr, err := h.relayAddress(f)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	book, err := keys.OpenBook(h.contactsPath())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	store, err := bridge.OpenStore(h.storePath(), history)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: book, Store: store})
+	return c, book, func() { store.Close() }, nil
+}
+
+// lookupContact turns a name into a contact, or a trust failure.
+func lookupContact(book *keys.Book, name string) (keys.Contact, error) {
+	c, err := book.Get(name)
+	if errors.Is(err, keys.ErrUnknownContact) {
+		known := "none yet"
+		if list, _ := book.List(); len(list) > 0 {
+			known = ""
+			for i, k := range list {
+				if i > 0 {
+					known += ", "
+				}
+				known += k.Name
+			}
+		}
+		return c, withHint(trustError{fmt.Errorf("unknown contact %q (known: %s)", name, known)}, "add them with: wschat contacts add NAME INVITE")
+	}
+	return c, err
+}
+
+// trustError marks a trust failure (exit 4).
+type trustError struct{ err error }
+
+func (e trustError) Error() string { return e.err.Error() }
+func (e trustError) Unwrap() error { return e.err }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/mdp/qrterminal/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/wschat/wschat/keys"
+	"github.com/wschat/wschat/wire"
+)
+
+func newKeygenCmd(e *env, h *homeFlags) *cobra.Command {
+	var name string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "keygen",
+		Short: "Make this identity and print its invite",
+		Long: `Make a new identity (an X25519 and an Ed25519 keypair from fresh randomness)
+in the home directory, with a nickname and the relay it uses, and print its
+invite: one line to hand to the people and agents you will talk with.
+The key file is written 0600 and never overwritten without --force.`,
+		Example: `  wschat keygen --name alice --relay 'ws://127.0.0.1:8443/#YFpy...'
+  WSCHAT_HOME=~/.wschat-bot wschat keygen --name bot --relay "$RELAY"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := keys.CheckNick(name); err != nil {
+				return usageError{fmt.Errorf("--name: %w", err)}
+			}
+			if h.relay != "" {
+				if _, err := wire.ParseRelayAddress(h.relay); err != nil {
+					return usageError{fmt.Errorf("--relay: %w", err)}
+				}
+			}
+			id, err := wire.NewIdentity(rand.Reader)
+			if err != nil {
+				return err
+			}
+			f := &keys.IdentityFile{Identity: id, Name: name, Relay: h.relay}
+			if err := keys.Save(h.identityPath(), f, keys.SaveOptions{Force: force}); err != nil {
+				if errors.Is(err, keys.ErrExists) {
+					return withHint(fmt.Errorf("an identity already exists in %s", h.home), "keep it, or replace it (its contacts will need your new invite) with --force")
+				}
+				return err
+			}
+			fmt.Fprintln(e.stderr, "wschat: made identity", id.Public().ID(), "in", h.home)
+			fmt.Fprintln(e.stdout, f.Invite().String())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", defaultNick(), "nickname shown to your contacts")
+	cmd.Flags().BoolVar(&force, "force", false, "replace an existing identity")
+	return cmd
+}
+
+func defaultNick() string {
+	if u := os.Getenv("USER"); u != "" && keys.CheckNick(u) == nil {
+		return u
+	}
+	return "wschat"
+}
+
+func newInviteCmd(e *env, h *homeFlags) *cobra.Command {
+	var qr bool
+	cmd := &cobra.Command{
+		Use:   "invite",
+		Short: "Print this identity's invite again",
+		Example: `  wschat invite
+  wschat invite --qr      # as a QR code in the terminal`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := h.loadIdentity()
+			if err != nil {
+				return err
+			}
+			if h.relay != "" {
+				if _, err := wire.ParseRelayAddress(h.relay); err != nil {
+					return usageError{fmt.Errorf("--relay: %w", err)}
+				}
+				f.Relay = h.relay
+			}
+			inv := f.Invite().String()
+			if qr {
+				qrterminal.GenerateWithConfig(inv, qrterminal.Config{Level: qrterminal.L, Writer: e.stdout, HalfBlocks: true,
+					BlackChar: qrterminal.BLACK_BLACK, WhiteBlackChar: qrterminal.WHITE_BLACK, WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE, QuietZone: 2})
+			}
+			fmt.Fprintln(e.stdout, inv)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&qr, "qr", false, "also draw the invite as a QR code")
+	return cmd
+}
