@@ -209,7 +209,6 @@ func (s *Session) command(ctx context.Context, cmd *wire.Command, refused func(R
 		for _, e := range cmd.Custody {
 			s.mu.Lock()
 			p, ok := s.inCusto[e.Index]
-			delete(s.inCusto, e.Index)
 			s.mu.Unlock()
 			if !ok {
 				continue
@@ -224,6 +223,10 @@ func (s *Session) command(ctx context.Context, cmd *wire.Command, refused func(R
 					refused(Refused{ID: p.ID, Reason: e.Reason})
 				}
 			}
+			// Only now, so that Awaiting() == 0 means the states are saved.
+			s.mu.Lock()
+			delete(s.inCusto, e.Index)
+			s.mu.Unlock()
 		}
 		signal(s.custody)
 		signal(s.notify)

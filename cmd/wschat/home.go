@@ -16,13 +16,15 @@ import (
 
 // homeFlags are the settings every identity command shares.
 type homeFlags struct {
-	home  string
-	relay string
+	home      string
+	relay     string
+	noHistory bool
 }
 
 func (h *homeFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&h.home, "home", defaultHome(), "directory of this identity (key, contacts, message store)")
-	cmd.PersistentFlags().StringVar(&h.relay, "relay", "", "relay address (what `wschat relay` printed); default: the one saved by keygen")
+	cmd.PersistentFlags().StringVar(&h.relay, "relay", "", "relay address (the line 'wschat relay' printed); default: the one saved by keygen")
+	cmd.PersistentFlags().BoolVar(&h.noHistory, "no-history", false, "keep no message text on disk once it has been shown (ids are kept to recognise repeats)")
 }
 
 func defaultHome() string {
@@ -70,7 +72,7 @@ func (h *homeFlags) relayAddress(f *keys.IdentityFile) (wire.RelayAddress, error
 }
 
 // open loads everything a messaging command needs.
-func (h *homeFlags) open(history bool) (*bridge.Client, *keys.Book, func(), error) {
+func (h *homeFlags) open() (*bridge.Client, *keys.Book, func(), error) {
 	f, err := h.loadIdentity()
 	if err != nil {
 		return nil, nil, nil, err
@@ -83,7 +85,7 @@ func (h *homeFlags) open(history bool) (*bridge.Client, *keys.Book, func(), erro
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	store, err := bridge.OpenStore(h.storePath(), history)
+	store, err := bridge.OpenStore(h.storePath(), !h.noHistory)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -92,7 +92,7 @@ type event struct {
 }
 
 func runListen(ctx, parent context.Context, e *env, h *homeFlags, o *listenOptions, cmdArgs []string) error {
-	client, book, closeAll, err := h.open(true)
+	client, book, closeAll, err := h.open()
 	if err != nil {
 		return err
 	}

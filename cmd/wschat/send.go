@@ -71,7 +71,7 @@ within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 }
 
 func runSend(ctx context.Context, e *env, h *homeFlags, to string, body []byte, waitDelivered bool) error {
-	client, book, closeAll, err := h.open(true)
+	client, book, closeAll, err := h.open()
 	if err != nil {
 		return err
 	}

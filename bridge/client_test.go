@@ -1,0 +1,255 @@
+package bridge_test
+
+import (
+	"context"
+	"crypto/rand"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/keys"
+	"github.com/wschat/wschat/relayd"
+	"github.com/wschat/wschat/wire"
+)
+
+// world is a relay on 127.0.0.1 and named identities with their homes.
+type world struct {
+	t     *testing.T
+	relay wire.RelayAddress
+	mb    relayd.Mailbox
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	rid, _ := wire.NewRelayIdentity(rand.Reader)
+	mb := relayd.NewMemoryMailbox(relayd.MailboxLimits{})
+	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: mb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx, 0)
+		<-done
+	})
+	return &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/"), mb: mb}
+}
+
+type party struct {
+	id     *wire.Identity
+	book   *keys.Book
+	store  *bridge.Store
+	client *bridge.Client
+	dir    string
+}
+
+func (w *world) party(name string) *party {
+	w.t.Helper()
+	dir := filepath.Join(w.t.TempDir(), name)
+	id, _ := wire.NewIdentity(rand.Reader)
+	book, err := keys.OpenBook(filepath.Join(dir, "contacts"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	p := &party{id: id, book: book, dir: dir}
+	p.open(w)
+	return p
+}
+
+// open (re)opens the party's store and client, as a new process would.
+func (p *party) open(w *world) {
+	store, err := bridge.OpenStore(filepath.Join(p.dir, "messages.db"), true)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { store.Close() })
+	p.store = store
+	p.client = bridge.NewClient(bridge.Config{Identity: p.id, Relay: w.relay, Book: p.book, Store: store})
+}
+
+func (p *party) invite() keys.Invite {
+	inv, _ := keys.NewInvite(p.id.Public(), "nick", "")
+	return inv
+}
+
+func befriend(t *testing.T, a, b *party, an, bn string) {
+	t.Helper()
+	if _, err := a.book.Add(bn, b.invite()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.book.Add(an, a.invite()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flush connects send-only, hands the outbox over and waits for custody.
+func flush(t *testing.T, p *party) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := p.client.Connect(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	go s.Serve(ctx, nil)
+	if _, err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for s.Awaiting() > 0 {
+		select {
+		case <-s.CustodySignal():
+		case <-ctx.Done():
+			t.Fatal("no custody answer")
+		}
+	}
+}
+
+// receive runs a receiving connection until the store holds n incoming
+// rows or the timeout passes, and returns them.
+func receive(t *testing.T, p *party, n int, timeout time.Duration) []bridge.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	changed := make(chan struct{}, 1)
+	go p.client.Run(ctx, changed, nil)
+	for {
+		recs, err := p.store.After(context.Background(), 0, bridge.DirIn, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) >= n {
+			return recs
+		}
+		select {
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return recs
+		}
+	}
+}
+
+func TestSendReceive(t *testing.T) {
+	w := newWorld(t)
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	c, _ := alice.book.Get("bob")
+	id, err := alice.client.Queue(context.Background(), c, wire.TypeText, []byte("hi bob"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, alice)
+	if st, _ := alice.store.State(context.Background(), c.Public.Fingerprint(), id); st != bridge.StateStored {
+		t.Fatalf("state %q after custody with bob offline", st)
+	}
+	recs := receive(t, bob, 1, 5*time.Second)
+	if len(recs) != 1 || string(recs[0].Body) != "hi bob" || recs[0].ID != id {
+		t.Fatalf("bob has %+v", recs)
+	}
+	// Bob's client acknowledged it end to end; alice sees that on her
+	// next receiving connection.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		receive(t, alice, 1, 300*time.Millisecond)
+		st, _ := alice.store.State(context.Background(), c.Public.Fingerprint(), id)
+		if st == bridge.StateDelivered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state %q, want delivered", st)
+		}
+	}
+}
+
+// A message that arrives twice (a retry after a lost custody answer, or a
+// duplicate on the network) is stored and shown once.
+func TestDuplicateShownOnce(t *testing.T) {
+	w := newWorld(t)
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	c, _ := alice.book.Get("bob")
+	alice.client.Queue(context.Background(), c, wire.TypeText, []byte("once"), false)
+	out, err := alice.store.Outbox(context.Background())
+	if err != nil || len(out) != 1 {
+		t.Fatalf("outbox %v %v", out, err)
+	}
+	flush(t, alice)
+	// The same envelope again, as a retrying sender would send it.
+	conn, err := bridge.Dial(context.Background(), w.relay, alice.id, bridge.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SendData(out[0].To, 0, out[0].Envelope)
+	conn.SendData(out[0].To, 0, out[0].Envelope)
+	time.Sleep(100 * time.Millisecond)
+	conn.Close()
+	recs := receive(t, bob, 2, time.Second)
+	if len(recs) != 1 {
+		t.Fatalf("bob stored %d copies", len(recs))
+	}
+	// And every copy was acknowledged to the relay: none is left there for
+	// bob. (What is there is bob's delivery acknowledgement for alice,
+	// once per copy, so that a sender whose first one was lost hears.)
+	if left, _ := w.mb.Pending(bob.id.Public().ID(), 0, 10, time.Now()); len(left) != 0 {
+		t.Fatalf("%d frames left at the relay for bob", len(left))
+	}
+}
+
+// Frames from strangers are counted, never stored as messages; frames that
+// do not verify are dropped; neither stays at the relay.
+func TestStrangersAndForgeries(t *testing.T) {
+	w := newWorld(t)
+	alice, bob, carol := w.party("alice"), w.party("bob"), w.party("carol")
+	befriend(t, alice, bob, "alice", "bob")
+	cc, err := bridge.Dial(context.Background(), w.relay, carol.id, bridge.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.SendData(bob.id.Public().ID(), 0, make([]byte, wire.MinEnvelopeSize))
+	ac, err := bridge.Dial(context.Background(), w.relay, alice.id, bridge.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac.SendData(bob.id.Public().ID(), 0, make([]byte, wire.MinEnvelopeSize)) // forged: does not verify
+	time.Sleep(100 * time.Millisecond)
+	cc.Close()
+	ac.Close()
+	recs := receive(t, bob, 1, time.Second)
+	if len(recs) != 0 {
+		t.Fatalf("stored %+v", recs)
+	}
+	s, _ := bob.store.Strangers(context.Background())
+	if len(s) != 1 || s[0].ID != carol.id.Public().ID() || s[0].Count != 1 {
+		t.Fatalf("strangers %+v", s)
+	}
+	if st, _ := w.mb.Stats(); st.Frames != 0 {
+		t.Fatalf("%d frames left at the relay", st.Frames)
+	}
+}
+
+// The outbox survives the process: a message queued while the relay was
+// unreachable goes out with the next process's connection.
+func TestOutboxSurvivesRestart(t *testing.T) {
+	w := newWorld(t)
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	c, _ := alice.book.Get("bob")
+	alice.client.Queue(context.Background(), c, wire.TypeText, []byte("queued"), false)
+	alice.store.Close()
+	alice.open(w) // a new process
+	flush(t, alice)
+	recs := receive(t, bob, 1, 5*time.Second)
+	if len(recs) != 1 || string(recs[0].Body) != "queued" {
+		t.Fatalf("bob has %+v", recs)
+	}
+}
