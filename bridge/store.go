@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS messages (
 	state       TEXT    NOT NULL DEFAULT '',
 	UNIQUE (dir, peer_fp, msg_id)
 );
+CREATE INDEX IF NOT EXISTS messages_sent_at ON messages (sent_at);
 CREATE TABLE IF NOT EXISTS outbox (
 	msg_id      BLOB PRIMARY KEY,
 	peer_fp     BLOB    NOT NULL,
@@ -236,7 +237,9 @@ func (s *Store) After(ctx context.Context, after int64, dir string, limit int) (
 	q := `SELECT cursor, dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state FROM messages WHERE cursor > ?`
 	args := []any{after}
 	if dir != "" {
-		q += ` AND dir = ?`
+		// "+dir": scan by cursor (the rowid), not by the (dir, ...) index,
+		// which would sort every row of that direction on each call.
+		q += ` AND +dir = ?`
 		args = append(args, dir)
 	}
 	q += ` ORDER BY cursor LIMIT ?`
@@ -273,14 +276,19 @@ func (s *Store) LastCursor(ctx context.Context) (int64, error) {
 	return c.Int64, err
 }
 
-// Forget blanks bodies handed out already when history is off, and drops
-// replay records past the horizon.
-func (s *Store) Forget(ctx context.Context, upTo int64, now time.Time) error {
-	if !s.history {
-		if _, err := s.db.ExecContext(ctx, `UPDATE messages SET body = NULL WHERE cursor <= ? AND body IS NOT NULL`, upTo); err != nil {
-			return err
-		}
+// Forget blanks the bodies of incoming messages with a cursor in (from,
+// upTo] once they have been handed out, when history is off.
+func (s *Store) Forget(ctx context.Context, from, upTo int64) error {
+	if s.history {
+		return nil
 	}
+	_, err := s.db.ExecContext(ctx, `UPDATE messages SET body = NULL WHERE cursor > ? AND cursor <= ? AND body IS NOT NULL`, from, upTo)
+	return err
+}
+
+// Prune drops messages sent before the replay horizon: they would be
+// refused if they came again, so their records are no longer needed.
+func (s *Store) Prune(ctx context.Context, now time.Time) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM messages WHERE sent_at < ?`, now.Add(-wire.ReplayHorizon).UnixMilli())
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wschat/wschat/wire"
@@ -70,6 +71,10 @@ func (c Contact) Invite() Invite {
 type Book struct {
 	path string // static after construction
 
+	mu     sync.Mutex
+	cached []Contact   // guarded by mu: the file's contacts when it had key cacheAt
+	cacheK fileVersion // guarded by mu
+
 	// Now is the clock for AddedAt and VerifiedAt; nil means time.Now. Set
 	// it before first use.
 	Now func() time.Time
@@ -100,6 +105,48 @@ func (b *Book) now() time.Time {
 // read returns the contacts, sorted by name. Writers replace the file by
 // rename, so a reader needs no lock to see one whole version.
 func (b *Book) read() ([]Contact, error) {
+	// Writers replace the file by rename, so an unchanged version (inode,
+	// size, modification time) means unchanged contents: a lookup per
+	// incoming message costs a stat, not a parse.
+	v, vok := statVersion(b.path)
+	if vok {
+		b.mu.Lock()
+		if b.cached != nil && b.cacheK == v {
+			cs := slices.Clone(b.cached)
+			b.mu.Unlock()
+			return cs, nil
+		}
+		b.mu.Unlock()
+	}
+	cs, err := b.readFile()
+	if err == nil && vok {
+		b.mu.Lock()
+		b.cached, b.cacheK = slices.Clone(cs), v
+		if b.cached == nil {
+			b.cached = []Contact{}
+		}
+		b.mu.Unlock()
+	}
+	return cs, err
+}
+
+// fileVersion tells one version of a file from another.
+type fileVersion struct {
+	ino, size, mtime int64
+	mode             os.FileMode // a chmod must be seen (the permission check)
+}
+
+func statVersion(path string) (fileVersion, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileVersion{}, false
+	}
+	v := fileVersion{size: fi.Size(), mtime: fi.ModTime().UnixNano(), mode: fi.Mode()}
+	v.ino = fileIno(fi)
+	return v, true
+}
+
+func (b *Book) readFile() ([]Contact, error) {
 	data, err := readFileLimited(b.path, MaxContactsFileSize, 0o022)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil

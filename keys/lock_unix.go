@@ -31,3 +31,11 @@ func lockFile(path string) (unlock func(), err error) {
 	// Closing the file releases the lock.
 	return func() { f.Close() }, nil
 }
+
+// fileIno is the file's inode number.
+func fileIno(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Ino)
+	}
+	return 0
+}

@@ -153,6 +153,7 @@ func runListen(ctx, parent context.Context, e *env, h *homeFlags, o *listenOptio
 	}
 	tick := time.NewTicker(250 * time.Millisecond) // other processes' writes to the store
 	defer tick.Stop()
+	store.Prune(ctx, time.Now())
 	for {
 		recs, err := store.After(ctx, cursor, bridge.DirIn, 256)
 		if err != nil && ctx.Err() == nil {
@@ -197,7 +198,7 @@ func runListen(ctx, parent context.Context, e *env, h *homeFlags, o *listenOptio
 			}
 		}
 		if len(recs) > 0 {
-			store.Forget(ctx, cursor, time.Now())
+			store.Forget(ctx, recs[0].Cursor-1, cursor)
 			continue
 		}
 		if list, err := store.Strangers(ctx); err == nil {

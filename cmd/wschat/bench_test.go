@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/keys"
+	"github.com/wschat/wschat/relayd"
+	"github.com/wschat/wschat/wire"
+)
+
+// benchSetup starts a relay in this process and makes two homes, alice
+// and bob, that know each other; it returns the binary and the homes.
+func benchSetup(b *testing.B) (bin, alice, bob string, relay wire.RelayAddress) {
+	b.Helper()
+	dir := b.TempDir()
+	bin = filepath.Join(dir, "wschat")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	rid, _ := wire.NewRelayIdentity(rand.Reader)
+	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 1 << 20, MaxBytes: 1 << 32}),
+		Limits: relayd.Limits{RateBytes: 1 << 30, RateBurst: 1 << 30}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ln)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx, 0)
+	})
+	relay = srv.Address("ws://" + ln.Addr().String() + "/")
+	alice, bob = filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
+	invites := map[string]string{}
+	for _, h := range []string{alice, bob} {
+		out, err := exec.Command(bin, "--home", h, "keygen", "--name", filepath.Base(h), "--relay", relay.String()).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		invites[h] = strings.TrimSpace(string(out))
+	}
+	for _, p := range [][3]string{{alice, "bob", invites[bob]}, {bob, "alice", invites[alice]}} {
+		if out, err := exec.Command(bin, "--home", p[0], "contacts", "add", p[1], p[2]).CombinedOutput(); err != nil {
+			b.Fatalf("%v %s", err, out)
+		}
+	}
+	return bin, alice, bob, relay
+}
+
+// BenchmarkSendColdProcess: `wschat send` as a fresh process, from exec to
+// exit (the relay has taken custody), on loopback (target p50 ≤ 10 ms).
+func BenchmarkSendColdProcess(b *testing.B) {
+	bin, alice, _, _ := benchSetup(b)
+	const runs = 100
+	for b.Loop() {
+		var d []time.Duration
+		for i := 0; i < runs; i++ {
+			start := time.Now()
+			if out, err := exec.Command(bin, "--home", alice, "send", "--to", "bob", fmt.Sprintf("cold %d", i)).CombinedOutput(); err != nil {
+				b.Fatalf("%v %s", err, out)
+			}
+			d = append(d, time.Since(start))
+		}
+		slices.Sort(d)
+		b.ReportMetric(float64(d[runs/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(d[runs*99/100].Microseconds())/1000, "p99-ms")
+	}
+}
+
+// BenchmarkListenBacklog: `wschat listen --json` draining a backlog of 10k
+// stored messages (messages/s, from process start to the last line).
+func BenchmarkListenBacklog(b *testing.B) {
+	bin, alice, bob, relay := benchSetup(b)
+	const n = 10000
+	for b.Loop() {
+		// Alice queues n messages and hands them to the relay in one go.
+		f, err := keys.Load(filepath.Join(alice, "identity"), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		book, _ := keys.OpenBook(filepath.Join(alice, "contacts"))
+		store, err := bridge.OpenStore(filepath.Join(alice, "messages.db"), true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: relay, Book: book, Store: store})
+		to, _ := book.Get("bob")
+		ctx := context.Background()
+		for i := 0; i < n; i++ {
+			if _, err := c.Queue(ctx, to, wire.TypeText, []byte(fmt.Sprintf("backlog %d", i)), false); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s, err := c.Connect(ctx, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		go s.Serve(ctx, nil)
+		s.Flush(ctx)
+		for s.Awaiting() > 0 {
+			<-s.CustodySignal()
+		}
+		s.Close()
+		store.Close()
+
+		start := time.Now()
+		cmd := exec.Command(bin, "--home", bob, "listen", "--json", "--count", fmt.Sprint(n), "--timeout", "5m")
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(start)
+		if got := strings.Count(string(out), "\n"); got != n {
+			b.Fatalf("%d lines, want %d", got, n)
+		}
+		b.ReportMetric(float64(n)/d.Seconds(), "msgs/s")
+		b.ReportMetric(d.Seconds(), "s")
+	}
+}
