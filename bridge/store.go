@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 	created_at  INTEGER NOT NULL,
 	attempts    INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS cursors (
+	name        TEXT PRIMARY KEY,
+	cursor      INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS strangers (
 	peer_id     TEXT PRIMARY KEY,
 	count       INTEGER NOT NULL,
@@ -267,6 +271,25 @@ func (s *Store) After(ctx context.Context, after int64, dir string, limit int) (
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// SavedCursor is the cursor a consumer (such as "listen") saved last, and
+// whether it saved one.
+func (s *Store) SavedCursor(ctx context.Context, name string) (int64, bool, error) {
+	var c int64
+	err := s.db.QueryRowContext(ctx, `SELECT cursor FROM cursors WHERE name = ?`, name).Scan(&c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return c, err == nil, err
+}
+
+// SaveCursor records how far a consumer has handed messages out; it never
+// moves back.
+func (s *Store) SaveCursor(ctx context.Context, name string, cursor int64) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO cursors (name, cursor) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET cursor = MAX(cursor, excluded.cursor)`, name, cursor)
+	return err
 }
 
 // LastCursor is the highest cursor in the store (0 when empty).

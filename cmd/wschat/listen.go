@@ -48,8 +48,10 @@ fields in WSCHAT_TYPE, WSCHAT_ID, WSCHAT_FROM, WSCHAT_FROM_ID, WSCHAT_TEXT,
 WSCHAT_SENT_AT, WSCHAT_RECEIVED_AT and WSCHAT_CURSOR.
 
 Messages are stored before they are acknowledged, and each is shown once even
-when the network repeats it. Pass the last cursor you saw to --since to
-resume. Exit codes: 0 ok, 3 nothing arrived within --timeout.`,
+when the network repeats it. A listen resumes after the last message the
+previous one showed, so nothing is skipped across restarts; --since CURSOR
+starts elsewhere, --all from the beginning.
+Exit codes: 0 ok, 3 nothing arrived within --timeout.`,
 		Example: `  wschat listen
   wschat listen --json | jq -r 'select(.type=="message") | .text'
   wschat listen --from alice --count 1 --timeout 5m --json
@@ -77,6 +79,10 @@ resume. Exit codes: 0 ok, 3 nothing arrived within --timeout.`,
 	f.BoolVar(&o.acks, "acks", false, "also show delivery and read acknowledgements of what you sent")
 	return cmd
 }
+
+// listenCursor names the cursor plain listens resume from. A listen with
+// --from does not move it (the other contacts' messages are still unread).
+const listenCursor = "listen"
 
 type event struct {
 	Type       string   `json:"type"`
@@ -109,9 +115,19 @@ func runListen(ctx, parent context.Context, e *env, h *homeFlags, o *listenOptio
 		cursor = 0
 	}
 	if cursor < 0 {
-		if cursor, err = store.LastCursor(ctx); err != nil {
+		// Resume where the last listen stopped, so that nothing stored
+		// while no listener ran (or taken in by another wschat process of
+		// this identity) is skipped; the first listen starts from now.
+		c, ok, err := store.SavedCursor(ctx, listenCursor)
+		if err != nil {
 			return err
 		}
+		if !ok {
+			if c, err = store.LastCursor(ctx); err != nil {
+				return err
+			}
+		}
+		cursor = c
 	}
 	strangers := map[wire.RoutingID]int{}
 	if list, err := store.Strangers(ctx); err == nil {
@@ -194,11 +210,17 @@ func runListen(ctx, parent context.Context, e *env, h *homeFlags, o *listenOptio
 				continue
 			}
 			if o.count > 0 && shown >= o.count {
+				if o.from == "" {
+					store.SaveCursor(ctx, listenCursor, cursor)
+				}
 				return nil
 			}
 		}
 		if len(recs) > 0 {
 			store.Forget(ctx, recs[0].Cursor-1, cursor)
+			if o.from == "" {
+				store.SaveCursor(ctx, listenCursor, cursor)
+			}
 			continue
 		}
 		if list, err := store.Strangers(ctx); err == nil {
