@@ -24,8 +24,10 @@ type Client struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu    sync.Mutex
-	pairs map[wire.Fingerprint]*wire.Pair // guarded by mu: derived once per peer
+	mu      sync.Mutex
+	pairs   map[wire.Fingerprint]*wire.Pair // guarded by mu: derived once per peer
+	active  *Session                        // guarded by mu: Run's receiving connection, if up
+	changed chan struct{}                   // closed and replaced (under mu) when the store changes
 }
 
 // Config configures a Client.
@@ -41,7 +43,7 @@ type Config struct {
 // NewClient makes a client; it connects only when asked.
 func NewClient(cfg Config) *Client {
 	c := &Client{id: cfg.Identity, relay: cfg.Relay, book: cfg.Book, store: cfg.Store, log: cfg.Logger, now: cfg.Now,
-		pairs: make(map[wire.Fingerprint]*wire.Pair)}
+		pairs: make(map[wire.Fingerprint]*wire.Pair), changed: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -98,6 +100,7 @@ type Session struct {
 	c    *Client
 	conn *Conn
 
+	flushMu sync.Mutex // held by Flush
 	mu      sync.Mutex
 	inCusto map[uint64]Pending // guarded by mu: frame index -> outbox entry awaiting custody
 	notify  chan struct{}      // signalled when the store gains rows or states change
@@ -128,6 +131,21 @@ func signal(ch chan struct{}) {
 	}
 }
 
+// Changed returns a channel that is closed at the next change to the
+// store made through this client (a message in, a state moved).
+func (c *Client) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+func (c *Client) broadcast() {
+	c.mu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
 // Flush hands every outbox entry to the relay. Custody answers arrive
 // through Serve.
 func (s *Session) Flush(ctx context.Context) (int, error) {
@@ -135,8 +153,14 @@ func (s *Session) Flush(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	s.flushMu.Lock() // one flush at a time, so no entry goes out twice
+	defer s.flushMu.Unlock()
 	for _, p := range out {
 		s.mu.Lock()
+		if s.inFlight(p.ID) {
+			s.mu.Unlock()
+			continue
+		}
 		idx, err := s.conn.SendData(p.To, p.Flags, p.Envelope)
 		if err == nil {
 			s.inCusto[idx] = p
@@ -148,6 +172,15 @@ func (s *Session) Flush(ctx context.Context) (int, error) {
 		s.c.store.Attempted(ctx, p.PeerFP, p.ID)
 	}
 	return len(out), nil
+}
+
+func (s *Session) inFlight(id wire.MessageID) bool {
+	for _, p := range s.inCusto {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // Awaiting is the number of frames still waiting for a custody answer.
@@ -230,6 +263,7 @@ func (s *Session) command(ctx context.Context, cmd *wire.Command, refused func(R
 		}
 		signal(s.custody)
 		signal(s.notify)
+		s.c.broadcast()
 	case wire.OpRestarting:
 		s.mu.Lock()
 		s.restart = cmd
@@ -293,13 +327,15 @@ func (s *Session) incoming(ctx context.Context, in Incoming) {
 		c.log.Error("store write failed; the relay will offer the message again", "err", err)
 		return
 	}
-	ack()
-	signal(s.notify)
 	if m.Type == wire.TypeText {
-		// The sender's outbox waits for this; a redelivery is acknowledged
-		// again, in case the first acknowledgement was lost.
+		// The sender may be waiting for this; a redelivery is acknowledged
+		// again, in case the first acknowledgement was lost. Before the
+		// relay's Ack: a crash in between brings a redelivery, not silence.
 		s.sendAck(ctx, contact, m.ID, wire.TypeDelivered)
 	}
+	ack()
+	signal(s.notify)
+	c.broadcast()
 }
 
 func (s *Session) sendAck(ctx context.Context, to keys.Contact, id wire.MessageID, typ wire.MessageType) {
@@ -367,8 +403,14 @@ func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected fun
 					}
 				}
 			}()
+			c.mu.Lock()
+			c.active = s
+			c.mu.Unlock()
 			s.Flush(ctx)
 			err = s.Serve(ctx, nil)
+			c.mu.Lock()
+			c.active = nil
+			c.mu.Unlock()
 			close(done)
 			s.Close()
 		} else if connected != nil {
@@ -387,6 +429,77 @@ func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected fun
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(delay):
+		}
+	}
+}
+
+// ErrNotConfirmed: the wait ended before the relay took custody (or, when
+// asked, before the contact acknowledged). The message stays in the outbox.
+var ErrNotConfirmed = errors.New("not confirmed in time")
+
+// Send queues body for a contact as a text message and waits until the
+// relay has taken custody of it or, with waitDelivered, until the
+// contact's client has acknowledged it. It sends over Run's connection if
+// one is up, and otherwise over a connection of its own (receiving only
+// when it must wait for the acknowledgement). It returns the message id
+// and its last known state; on ErrNotConfirmed or a connection error the
+// message stays in the outbox for the next connection.
+func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDelivered bool) (wire.MessageID, string, error) {
+	id, err := c.Queue(ctx, to, wire.TypeText, body, waitDelivered)
+	if err != nil {
+		return id, "", err
+	}
+	c.mu.Lock()
+	s := c.active
+	c.mu.Unlock()
+	var refused chan Refused
+	var served chan error
+	if s == nil {
+		if s, err = c.Connect(ctx, waitDelivered); err != nil {
+			return id, StatePending, err
+		}
+		defer s.Close()
+		refused = make(chan Refused, 16)
+		served = make(chan error, 1)
+		go func() {
+			served <- s.Serve(ctx, func(r Refused) {
+				select {
+				case refused <- r:
+				default:
+				}
+			})
+		}()
+	}
+	if _, err := s.Flush(ctx); err != nil {
+		return id, StatePending, err
+	}
+	fp := to.Public.Fingerprint()
+	for {
+		changed := c.Changed()
+		st, err := c.store.State(ctx, fp, id)
+		if err != nil {
+			return id, st, err
+		}
+		done := st != StatePending && st != ""
+		if waitDelivered {
+			done = st == StateDelivered || st == StateRead
+		}
+		if done {
+			return id, st, nil
+		}
+		select {
+		case <-changed:
+		case r := <-refused:
+			if r.ID == id {
+				return id, st, fmt.Errorf("the relay refused the message: %s", r.Reason)
+			}
+		case err := <-served:
+			if ctx.Err() != nil {
+				return id, st, ErrNotConfirmed
+			}
+			return id, st, fmt.Errorf("connection to the relay lost: %w", err)
+		case <-ctx.Done():
+			return id, st, ErrNotConfirmed
 		}
 	}
 }

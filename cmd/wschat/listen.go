@@ -137,17 +137,20 @@ func runListen(ctx, parent context.Context, e *env, h *homeFlags, o *listenOptio
 	}
 	changed := make(chan struct{}, 1)
 	runCtx, stopRun := context.WithCancel(parent)
-	defer stopRun()
-	connected := false
-	go client.Run(runCtx, changed, func(err error) {
-		if err != nil {
-			fmt.Fprintf(e.stderr, "wschat: relay unreachable, retrying: %v\n", err)
-		} else if connected {
-			fmt.Fprintln(e.stderr, "wschat: reconnected")
+	ran := make(chan struct{})
+	defer func() {
+		// Let the connection finish the frame in hand (its delivery
+		// acknowledgement is on its way) before the process exits.
+		stopRun()
+		select {
+		case <-ran:
+		case <-time.After(2 * time.Second):
 		}
-		connected = true
-	})
+	}()
+	connected := false
+	go func() { defer close(ran); client.Run(runCtx, changed, connectedFn(e, &connected)) }()
 	enc := json.NewEncoder(e.stdout)
+
 	enc.SetEscapeHTML(false)
 	shown := 0
 	emit := func(ev event, text string) error {
@@ -242,6 +245,18 @@ func runListen(ctx, parent context.Context, e *env, h *homeFlags, o *listenOptio
 			}
 			return nil
 		}
+	}
+}
+
+// connectedFn reports connection changes on stderr.
+func connectedFn(e *env, connected *bool) func(error) {
+	return func(err error) {
+		if err != nil {
+			fmt.Fprintf(e.stderr, "wschat: relay unreachable, retrying: %v\n", err)
+		} else if *connected {
+			fmt.Fprintln(e.stderr, "wschat: reconnected")
+		}
+		*connected = true
 	}
 }
 

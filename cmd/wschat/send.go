@@ -80,62 +80,14 @@ func runSend(ctx context.Context, e *env, h *homeFlags, to string, body []byte, 
 	if err != nil {
 		return err
 	}
-	id, err := client.Queue(ctx, contact, wire.TypeText, body, waitDelivered)
-	if err != nil {
-		return err
-	}
-	// A connection that receives too when we wait for the contact's
-	// acknowledgement; whatever else arrives on it goes to the shared store.
-	sess, err := client.Connect(ctx, waitDelivered)
-	if err != nil {
-		if ctx.Err() != nil {
-			return errTimedOut
-		}
-		return withHint(fmt.Errorf("the message is in the outbox, but the relay is unreachable: %w", err), "it goes out with the next wschat command that connects; is the relay running?")
-	}
-	defer sess.Close()
-	refused := make(chan bridge.Refused, 16)
-	served := make(chan error, 1)
-	go func() {
-		served <- sess.Serve(ctx, func(r bridge.Refused) {
-			select {
-			case refused <- r:
-			default:
-			}
-		})
-	}()
-	if _, err := sess.Flush(ctx); err != nil {
-		return err
-	}
-	fp := contact.Public.Fingerprint()
-	want := func(st string) bool {
-		if waitDelivered {
-			return st == bridge.StateDelivered || st == bridge.StateRead
-		}
-		return st != bridge.StatePending && st != ""
-	}
-	for {
-		st, err := client.Store().State(ctx, fp, id)
-		if err != nil {
-			return err
-		}
-		if want(st) {
-			fmt.Fprintln(e.stdout, id)
-			return nil
-		}
-		select {
-		case <-sess.Notify():
-		case r := <-refused:
-			if r.ID == id {
-				return fmt.Errorf("the relay refused the message: %s", r.Reason)
-			}
-		case err := <-served:
-			if ctx.Err() != nil {
-				return errTimedOut
-			}
-			return fmt.Errorf("connection to the relay lost (the message stays in the outbox): %w", err)
-		case <-ctx.Done():
-			return errTimedOut
-		}
+	id, _, err := client.Send(ctx, contact, body, waitDelivered)
+	switch {
+	case err == nil:
+		fmt.Fprintln(e.stdout, id)
+		return nil
+	case errors.Is(err, bridge.ErrNotConfirmed), ctx.Err() != nil:
+		return errTimedOut
+	default:
+		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "it goes out with the next wschat command that connects; is the relay running?")
 	}
 }
