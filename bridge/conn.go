@@ -9,6 +9,7 @@ package bridge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -44,6 +45,7 @@ type DialOptions struct {
 	Receive bool          // receive the identity's incoming frames on this connection
 	Timeout time.Duration // for the whole handshake; default 10s
 	Header  http.Header   // extra HTTP headers (tests)
+	TLS     *tls.Config   // for wss:// relays; nil: the system's roots
 }
 
 // Dial connects to the relay at addr, runs the handshake as id, and waits
@@ -60,6 +62,7 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 		ReadBufferSize:   4096,
 		WriteBufferSize:  4096,
 		Proxy:            http.ProxyFromEnvironment,
+		TLSClientConfig:  opt.TLS,
 	}
 	ws, _, err := d.DialContext(ctx, addr.URL, opt.Header)
 	if err != nil {

@@ -3,8 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -205,5 +212,70 @@ func TestRelayUsageErrors(t *testing.T) {
 		if !strings.HasPrefix(errb.String(), "wschat: ") || out.Len() != 0 {
 			t.Errorf("%v: stdout %q stderr %q", args, out.String(), errb.String())
 		}
+	}
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 and returns a pool
+// that trusts it.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "wschat test relay"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// The relay serves wss with --tls-cert/--tls-key, and its address says so.
+func TestRelayBinaryTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildWschat(t)
+	dir := t.TempDir()
+	cert, key, pool := selfSigned(t, dir)
+	r := startRelayProc(t, bin, "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--tls-cert", cert, "--tls-key", key, "--mailbox", "memory")
+	if !strings.HasPrefix(r.addr.URL, "wss://127.0.0.1:") {
+		t.Fatalf("address %s", r.addr)
+	}
+	alice, _ := wire.NewIdentity(rand.Reader)
+	bob, _ := wire.NewIdentity(rand.Reader)
+	bc, err := bridge.Dial(context.Background(), r.addr, bob, bridge.DialOptions{Receive: true, TLS: &tls.Config{RootCAs: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	ac, err := bridge.Dial(context.Background(), r.addr, alice, bridge.DialOptions{TLS: &tls.Config{RootCAs: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	ac.SendData(bob.Public().ID(), 0, make([]byte, wire.MinEnvelopeSize))
+	if in := nextData(t, bc); in.Header.ID != alice.Public().ID() {
+		t.Fatalf("frame from %s", in.Header.ID)
+	}
+	// A client that does not trust the certificate does not connect.
+	if _, err := bridge.Dial(context.Background(), r.addr, alice, bridge.DialOptions{}); err == nil {
+		t.Fatal("connected without trusting the certificate")
 	}
 }
