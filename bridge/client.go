@@ -28,6 +28,82 @@ type Client struct {
 	pairs   map[wire.Fingerprint]*wire.Pair // guarded by mu: derived once per peer
 	active  *Session                        // guarded by mu: Run's receiving connection, if up
 	changed chan struct{}                   // closed and replaced (under mu) when the store changes
+	onLive  func(Live)                      // guarded by mu: receives typing and presence
+}
+
+// Live is an ephemeral message from a contact (typing, presence): shown
+// now or never, not stored.
+type Live struct {
+	From keys.Contact
+	Type wire.MessageType
+	On   bool // typing / online
+}
+
+// OnLive sets the function that receives typing and presence messages.
+// It runs on the connection's goroutine and must not block.
+func (c *Client) OnLive(f func(Live)) {
+	c.mu.Lock()
+	c.onLive = f
+	c.mu.Unlock()
+}
+
+// SendLive sends a typing or presence message to a contact over Run's
+// connection, delivered only if the contact is online now. It returns
+// ErrOffline when Run has no connection up.
+func (c *Client) SendLive(ctx context.Context, to keys.Contact, typ wire.MessageType, on bool) error {
+	if !typ.Ephemeral() {
+		return fmt.Errorf("%s is not an ephemeral message type", typ)
+	}
+	c.mu.Lock()
+	s := c.active
+	c.mu.Unlock()
+	if s == nil {
+		return ErrOffline
+	}
+	p, err := c.pair(to.Public)
+	if err != nil {
+		return err
+	}
+	id, _ := wire.NewMessageID(rand.Reader)
+	var b byte
+	if on {
+		b = 1
+	}
+	env, err := p.Seal(nil, &wire.Message{ID: id, SentAt: c.now(), Type: typ, Body: []byte{b}}, rand.Reader)
+	if err != nil {
+		return err
+	}
+	_, err = s.conn.SendData(to.Public.ID(), wire.FlagEphemeral, env)
+	return err
+}
+
+// ErrOffline: no connection to the relay is up.
+var ErrOffline = errors.New("not connected to the relay")
+
+// MarkRead tells a contact that a person has seen these messages (a read
+// acknowledgement, through the outbox like any message).
+func (c *Client) MarkRead(ctx context.Context, to keys.Contact, ids ...wire.MessageID) error {
+	for len(ids) > 0 {
+		n := min(len(ids), 1024)
+		if _, err := c.Queue(ctx, to, wire.TypeRead, wire.AckBody(ids[:n]...), false); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return c.Flush(ctx)
+}
+
+// Flush hands the outbox to Run's connection, if one is up; otherwise the
+// outbox waits for the next connection.
+func (c *Client) Flush(ctx context.Context) error {
+	c.mu.Lock()
+	s := c.active
+	c.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	_, err := s.Flush(ctx)
+	return err
 }
 
 // Config configures a Client.
@@ -312,7 +388,14 @@ func (s *Session) incoming(ctx context.Context, in Incoming) {
 	}
 	switch m.Type {
 	case wire.TypeTyping, wire.TypePresence:
-		return // for chat; nothing to store
+		c.mu.Lock()
+		f := c.onLive
+		c.mu.Unlock()
+		if f != nil {
+			f(Live{From: contact, Type: m.Type, On: len(m.Body) == 1 && m.Body[0] == 1})
+		}
+		ack() // a no-op for ephemeral frames, as these should be
+		return
 	case wire.TypeDelivered, wire.TypeRead:
 		state := StateDelivered
 		if m.Type == wire.TypeRead {

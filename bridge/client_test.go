@@ -253,3 +253,62 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 		t.Fatalf("bob has %+v", recs)
 	}
 }
+
+// Typing goes live to an online contact and is never stored; a read
+// acknowledgement moves the sender's message to "read".
+func TestLiveAndRead(t *testing.T) {
+	w := newWorld(t)
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	live := make(chan bridge.Live, 4)
+	bob.client.OnLive(func(l bridge.Live) { live <- l })
+	for _, p := range []*party{alice, bob} {
+		go p.client.Run(ctx, make(chan struct{}, 1), nil)
+	}
+	toBob, _ := alice.book.Get("bob")
+	toAlice, _ := bob.book.Get("alice")
+	// Wait until both are connected (SendLive needs a connection).
+	deadline := time.Now().Add(5 * time.Second)
+	for alice.client.SendLive(ctx, toBob, wire.TypeTyping, true) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("alice never connected")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case l := <-live:
+		if l.From.Name != "alice" || l.Type != wire.TypeTyping || !l.On {
+			t.Fatalf("live %+v", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no typing notice")
+	}
+	if err := alice.client.SendLive(ctx, toBob, wire.TypeText, true); err == nil {
+		t.Fatal("text sent as live")
+	}
+	id, _, err := alice.client.Send(ctx, toBob, []byte("read me"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.client.MarkRead(ctx, toAlice, id); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id)
+		if st == bridge.StateRead {
+			break
+		}
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("state %q, want read", st)
+		}
+		select {
+		case <-alice.client.Changed():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if recs, _ := bob.store.After(ctx, 0, bridge.DirIn, 100); len(recs) != 1 {
+		t.Fatalf("bob stored %d records, want the text only", len(recs))
+	}
+}
