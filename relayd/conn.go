@@ -208,7 +208,7 @@ func (c *conn) readLoop() error {
 			return errors.New("text frame")
 		}
 		bp := readPool.Get().(*bytes.Buffer)
-		err = c.frame(r, bp, &debt, ctx)
+		err = c.frame(ctx, r, bp, &debt)
 		bp.Reset()
 		if bp.Cap() <= maxPooledRead {
 			readPool.Put(bp)
@@ -230,7 +230,7 @@ const maxPooledRead = 8 << 10
 const rateChunk = 16 << 10
 
 // frame reads one frame and acts on it.
-func (c *conn) frame(r io.Reader, buf *bytes.Buffer, debt *int, ctx context.Context) error {
+func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *int) error {
 	if _, err := buf.ReadFrom(r); err != nil {
 		if errors.Is(err, websocket.ErrReadLimit) {
 			c.s.metrics.refused(wire.ReasonTooLarge)
