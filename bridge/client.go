@@ -245,7 +245,6 @@ func (s *Session) Flush(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		s.c.store.Attempted(ctx, p.PeerFP, p.ID)
 	}
 	return len(out), nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite
@@ -22,6 +24,12 @@ import (
 type Store struct {
 	db      *sql.DB
 	history bool // keep message bodies after they are handed out
+
+	writes    atomic.Int64 // writes since the last checkpoint
+	closeOnce sync.Once
+	closeErr  error
+	stop      chan struct{} // closed by Close; stops the checkpointer
+	done      chan struct{} // closed when the checkpointer has stopped
 }
 
 // Message directions.
@@ -61,8 +69,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 	to_id       BLOB    NOT NULL,
 	flags       INTEGER NOT NULL,
 	wait_ack    INTEGER NOT NULL,
-	created_at  INTEGER NOT NULL,
-	attempts    INTEGER NOT NULL DEFAULT 0
+	created_at  INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cursors (
 	name        TEXT PRIMARY KEY,
@@ -86,21 +93,55 @@ func OpenStore(path string, history bool) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	f.Close()
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	// WAL with synchronous=NORMAL: a commit appends to the log without an
+	// fsync. Checkpoints (which fsync) run on a goroutine of their own,
+	// not inside whichever request happens to fill the log; the last
+	// connection to close checkpoints what is left.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	db.SetMaxOpenConns(1) // one writer per process; other processes wait on busy_timeout
+	db.SetMaxOpenConns(2) // requests, and the checkpointer beside them
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %q: %w", path, err)
 	}
-	return &Store{db: db, history: history}, nil
+	s := &Store{db: db, history: history, stop: make(chan struct{}), done: make(chan struct{})}
+	go s.checkpointer()
+	return s, nil
 }
 
-// Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+// checkpointInterval is how often the log is folded into the database
+// when there were writes.
+const checkpointInterval = 2 * time.Second
+
+func (s *Store) checkpointer() {
+	defer close(s.done)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if s.writes.Swap(0) > 0 {
+				s.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+			}
+		}
+	}
+}
+
+// Close stops the checkpointer and closes the store. Closing twice is
+// fine.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
 
 // Record is one message in the history.
 type Record struct {
@@ -124,6 +165,7 @@ var ErrDuplicate = errors.New("message already recorded")
 // not show. Without history the body is kept only until it has been read
 // once (the row stays, empty, as the replay record).
 func (s *Store) AddIncoming(ctx context.Context, peer wire.PublicIdentity, m *wire.Message, now time.Time) (int64, error) {
+	s.writes.Add(1)
 	fp := peer.Fingerprint()
 	res, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO messages
 		(dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -140,6 +182,7 @@ func (s *Store) AddIncoming(ctx context.Context, peer wire.PublicIdentity, m *wi
 // AddOutgoing records a message this identity sends and puts its envelope
 // in the outbox, in one transaction.
 func (s *Store) AddOutgoing(ctx context.Context, peer wire.PublicIdentity, m *wire.Message, env []byte, flags byte, waitAck bool, now time.Time) (int64, error) {
+	s.writes.Add(1)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("store: %w", err)
@@ -172,13 +215,14 @@ type Pending struct {
 	Envelope []byte
 	Flags    byte
 	WaitAck  bool
-	Attempts int
 }
 
 // Outbox lists what waits to be handed to the relay, oldest first.
 func (s *Store) Outbox(ctx context.Context) ([]Pending, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT o.msg_id, o.peer_fp, o.to_id, o.envelope, o.flags, o.wait_ack, o.attempts
-		FROM outbox o JOIN messages m ON m.dir = 'out' AND m.msg_id = o.msg_id AND m.peer_fp = o.peer_fp
+	// CROSS JOIN keeps the (small) outbox as the outer loop; a plain join
+	// let SQLite scan every outgoing message in the history.
+	rows, err := s.db.QueryContext(ctx, `SELECT o.msg_id, o.peer_fp, o.to_id, o.envelope, o.flags, o.wait_ack
+		FROM outbox o CROSS JOIN messages m ON m.dir = 'out' AND m.msg_id = o.msg_id AND m.peer_fp = o.peer_fp
 		WHERE m.state = ? ORDER BY o.created_at`, StatePending)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -188,7 +232,7 @@ func (s *Store) Outbox(ctx context.Context) ([]Pending, error) {
 	for rows.Next() {
 		var p Pending
 		var id, fp, to []byte
-		if err := rows.Scan(&id, &fp, &to, &p.Envelope, &p.Flags, &p.WaitAck, &p.Attempts); err != nil {
+		if err := rows.Scan(&id, &fp, &to, &p.Envelope, &p.Flags, &p.WaitAck); err != nil {
 			return nil, err
 		}
 		copy(p.ID[:], id)
@@ -202,6 +246,7 @@ func (s *Store) Outbox(ctx context.Context) ([]Pending, error) {
 // SetState records the new state of an outgoing message; states only move
 // forward (pending < sent/stored < delivered < read).
 func (s *Store) SetState(ctx context.Context, peer wire.Fingerprint, id wire.MessageID, state string) (bool, error) {
+	s.writes.Add(1)
 	res, err := s.db.ExecContext(ctx, `UPDATE messages SET state = ?
 		WHERE dir = 'out' AND peer_fp = ? AND msg_id = ? AND `+stateRank("state")+` < `+stateRank("?"),
 		state, peer[:], id[:], state)
@@ -217,12 +262,6 @@ func (s *Store) SetState(ctx context.Context, peer wire.Fingerprint, id wire.Mes
 
 func stateRank(x string) string {
 	return `(CASE ` + x + ` WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 WHEN 'stored' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE -1 END)`
-}
-
-// Attempted counts a hand-over attempt.
-func (s *Store) Attempted(ctx context.Context, peer wire.Fingerprint, id wire.MessageID) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1 WHERE peer_fp = ? AND msg_id = ?`, peer[:], id[:])
-	return err
 }
 
 // State is the state of an outgoing message ("" if unknown).
@@ -287,6 +326,7 @@ func (s *Store) SavedCursor(ctx context.Context, name string) (int64, bool, erro
 // SaveCursor records how far a consumer has handed messages out; it never
 // moves back.
 func (s *Store) SaveCursor(ctx context.Context, name string, cursor int64) error {
+	s.writes.Add(1)
 	_, err := s.db.ExecContext(ctx, `INSERT INTO cursors (name, cursor) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET cursor = MAX(cursor, excluded.cursor)`, name, cursor)
 	return err
@@ -302,6 +342,7 @@ func (s *Store) LastCursor(ctx context.Context) (int64, error) {
 // Forget blanks the bodies of incoming messages with a cursor in (from,
 // upTo] once they have been handed out, when history is off.
 func (s *Store) Forget(ctx context.Context, from, upTo int64) error {
+	s.writes.Add(1)
 	if s.history {
 		return nil
 	}
@@ -312,12 +353,14 @@ func (s *Store) Forget(ctx context.Context, from, upTo int64) error {
 // Prune drops messages sent before the replay horizon: they would be
 // refused if they came again, so their records are no longer needed.
 func (s *Store) Prune(ctx context.Context, now time.Time) error {
+	s.writes.Add(1)
 	_, err := s.db.ExecContext(ctx, `DELETE FROM messages WHERE sent_at < ?`, now.Add(-wire.ReplayHorizon).UnixMilli())
 	return err
 }
 
 // AddStranger counts a frame from an identity that is not a contact.
 func (s *Store) AddStranger(ctx context.Context, id wire.RoutingID, now time.Time) error {
+	s.writes.Add(1)
 	_, err := s.db.ExecContext(ctx, `INSERT INTO strangers (peer_id, count, first_seen, last_seen) VALUES (?, 1, ?, ?)
 		ON CONFLICT (peer_id) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen`, id.String(), now.UnixMilli(), now.UnixMilli())
 	return err
