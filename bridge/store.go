@@ -28,6 +28,7 @@ type Store struct {
 	writes    atomic.Int64 // writes since the last checkpoint
 	closeOnce sync.Once
 	closeErr  error
+	stmts     sync.Map      // query text -> *sql.Stmt, prepared once
 	stop      chan struct{} // closed by Close; stops the checkpointer
 	done      chan struct{} // closed when the checkpointer has stopped
 }
@@ -112,6 +113,47 @@ func OpenStore(path string, history bool) (*Store, error) {
 	return s, nil
 }
 
+// prepared returns the statement for q, prepared on first use: parsing
+// and planning cost as much as running the small statements of a send.
+func (s *Store) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if old, loaded := s.stmts.LoadOrStore(q, st); loaded {
+		st.Close()
+		return old.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, err := s.prepared(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.prepared(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (s *Store) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	st, err := s.prepared(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
 // checkpointInterval is how often the log is folded into the database
 // when there were writes.
 const checkpointInterval = 2 * time.Second
@@ -138,6 +180,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.done
+		s.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr
@@ -167,7 +210,7 @@ var ErrDuplicate = errors.New("message already recorded")
 func (s *Store) AddIncoming(ctx context.Context, peer wire.PublicIdentity, m *wire.Message, now time.Time) (int64, error) {
 	s.writes.Add(1)
 	fp := peer.Fingerprint()
-	res, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO messages
+	res, err := s.exec(ctx, `INSERT OR IGNORE INTO messages
 		(dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		DirIn, fp[:], peer.ID().String(), m.ID[:], int(m.Type), m.Body, m.SentAt.UnixMilli(), now.UnixMilli())
 	if err != nil {
@@ -193,14 +236,14 @@ func (s *Store) AddOutgoing(ctx context.Context, peer wire.PublicIdentity, m *wi
 	if !s.history {
 		body = nil
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO messages
+	res, err := s.txExec(ctx, tx, `INSERT INTO messages
 		(dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		DirOut, fp[:], to.String(), m.ID[:], int(m.Type), body, m.SentAt.UnixMilli(), now.UnixMilli(), StatePending)
 	if err != nil {
 		return 0, fmt.Errorf("store: %w", err)
 	}
 	cursor, _ := res.LastInsertId()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (msg_id, peer_fp, envelope, to_id, flags, wait_ack, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := s.txExec(ctx, tx, `INSERT INTO outbox (msg_id, peer_fp, envelope, to_id, flags, wait_ack, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		m.ID[:], fp[:], env, to[:], int(flags), waitAck, now.UnixMilli()); err != nil {
 		return 0, fmt.Errorf("store: %w", err)
 	}
@@ -221,7 +264,7 @@ type Pending struct {
 func (s *Store) Outbox(ctx context.Context) ([]Pending, error) {
 	// CROSS JOIN keeps the (small) outbox as the outer loop; a plain join
 	// let SQLite scan every outgoing message in the history.
-	rows, err := s.db.QueryContext(ctx, `SELECT o.msg_id, o.peer_fp, o.to_id, o.envelope, o.flags, o.wait_ack
+	rows, err := s.query(ctx, `SELECT o.msg_id, o.peer_fp, o.to_id, o.envelope, o.flags, o.wait_ack
 		FROM outbox o CROSS JOIN messages m ON m.dir = 'out' AND m.msg_id = o.msg_id AND m.peer_fp = o.peer_fp
 		WHERE m.state = ? ORDER BY o.created_at`, StatePending)
 	if err != nil {
@@ -247,7 +290,7 @@ func (s *Store) Outbox(ctx context.Context) ([]Pending, error) {
 // forward (pending < sent/stored < delivered < read).
 func (s *Store) SetState(ctx context.Context, peer wire.Fingerprint, id wire.MessageID, state string) (bool, error) {
 	s.writes.Add(1)
-	res, err := s.db.ExecContext(ctx, `UPDATE messages SET state = ?
+	res, err := s.exec(ctx, `UPDATE messages SET state = ?
 		WHERE dir = 'out' AND peer_fp = ? AND msg_id = ? AND `+stateRank("state")+` < `+stateRank("?"),
 		state, peer[:], id[:], state)
 	if err != nil {
@@ -255,7 +298,7 @@ func (s *Store) SetState(ctx context.Context, peer wire.Fingerprint, id wire.Mes
 	}
 	n, _ := res.RowsAffected()
 	if state != StatePending {
-		s.db.ExecContext(ctx, `DELETE FROM outbox WHERE peer_fp = ? AND msg_id = ? AND (wait_ack = 0 OR ? IN ('delivered', 'read'))`, peer[:], id[:], state)
+		s.exec(ctx, `DELETE FROM outbox WHERE peer_fp = ? AND msg_id = ? AND (wait_ack = 0 OR ? IN ('delivered', 'read'))`, peer[:], id[:], state)
 	}
 	return n > 0, nil
 }
@@ -267,7 +310,11 @@ func stateRank(x string) string {
 // State is the state of an outgoing message ("" if unknown).
 func (s *Store) State(ctx context.Context, peer wire.Fingerprint, id wire.MessageID) (string, error) {
 	var st string
-	err := s.db.QueryRowContext(ctx, `SELECT state FROM messages WHERE dir = 'out' AND peer_fp = ? AND msg_id = ?`, peer[:], id[:]).Scan(&st)
+	stmt, err := s.prepared(ctx, `SELECT state FROM messages WHERE dir = 'out' AND peer_fp = ? AND msg_id = ?`)
+	if err != nil {
+		return "", err
+	}
+	err = stmt.QueryRowContext(ctx, peer[:], id[:]).Scan(&st)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -287,7 +334,7 @@ func (s *Store) After(ctx context.Context, after int64, dir string, limit int) (
 	}
 	q += ` ORDER BY cursor LIMIT ?`
 	args = append(args, limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
