@@ -103,7 +103,7 @@ func OpenStore(path string, history bool) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	db.SetMaxOpenConns(2) // requests, and the checkpointer beside them
+	db.SetMaxOpenConns(1) // one writer per process; other processes wait on busy_timeout
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %q: %w", path, err)
@@ -146,12 +146,13 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 	return st.QueryContext(ctx, args...)
 }
 
+// txExec runs q in tx, with the prepared statement if there is one; it
+// never prepares, which would need a second connection while tx holds one.
 func (s *Store) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
-	st, err := s.prepared(ctx, q)
-	if err != nil {
-		return nil, err
+	if st, ok := s.stmts.Load(q); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)).ExecContext(ctx, args...)
 	}
-	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	return tx.ExecContext(ctx, q, args...)
 }
 
 // checkpointInterval is how often the log is folded into the database

@@ -111,7 +111,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 timed out, 4 trust failure.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	h := &homeFlags{}
 	h.register(root)
-	root.AddCommand(newRelayCmd(e), newKeygenCmd(e, h), newInviteCmd(e, h), newContactsCmd(e, h), newSendCmd(e, h), newListenCmd(e, h))
+	root.AddCommand(newRelayCmd(e), newKeygenCmd(e, h), newInviteCmd(e, h), newContactsCmd(e, h), newSendCmd(e, h), newListenCmd(e, h), newChatCmd(e, h))
 	root.AddCommand(newMCPCmd(e, h))
 	topic := &cobra.Command{Use: "environment", Short: "Environment variables: every flag has one"}
 	root.AddCommand(topic)
