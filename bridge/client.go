@@ -149,24 +149,30 @@ func (c *Client) pair(peer wire.PublicIdentity) (*wire.Pair, error) {
 // Queue seals a message to a contact and puts it in the outbox (and the
 // history). It goes out on the next connection that flushes the outbox.
 func (c *Client) Queue(ctx context.Context, to keys.Contact, typ wire.MessageType, body []byte, waitAck bool) (wire.MessageID, error) {
+	p, err := c.queue(ctx, to, typ, body, waitAck)
+	return p.ID, err
+}
+
+// queue is Queue, returning the outbox entry.
+func (c *Client) queue(ctx context.Context, to keys.Contact, typ wire.MessageType, body []byte, waitAck bool) (Pending, error) {
 	p, err := c.pair(to.Public)
 	if err != nil {
-		return wire.MessageID{}, err
+		return Pending{}, err
 	}
 	id, err := wire.NewMessageID(rand.Reader)
 	if err != nil {
-		return id, err
+		return Pending{}, err
 	}
 	now := c.now()
 	m := &wire.Message{ID: id, SentAt: now, Type: typ, Body: body}
 	env, err := p.Seal(nil, m, rand.Reader)
 	if err != nil {
-		return id, err
+		return Pending{}, err
 	}
 	if _, err := c.store.AddOutgoing(ctx, to.Public, m, env, 0, waitAck, now); err != nil {
-		return id, err
+		return Pending{}, err
 	}
-	return id, nil
+	return Pending{ID: id, PeerFP: to.Public.Fingerprint(), To: to.Public.ID(), Envelope: env, WaitAck: waitAck}, nil
 }
 
 // Session is one connection to the relay, with the bookkeeping that
@@ -232,21 +238,25 @@ func (s *Session) Flush(ctx context.Context) (int, error) {
 	s.flushMu.Lock() // one flush at a time, so no entry goes out twice
 	defer s.flushMu.Unlock()
 	for _, p := range out {
-		s.mu.Lock()
-		if s.inFlight(p.ID) {
-			s.mu.Unlock()
-			continue
-		}
-		idx, err := s.conn.SendData(p.To, p.Flags, p.Envelope)
-		if err == nil {
-			s.inCusto[idx] = p
-		}
-		s.mu.Unlock()
-		if err != nil {
+		if err := s.hand(p); err != nil {
 			return 0, err
 		}
 	}
 	return len(out), nil
+}
+
+// hand sends one outbox entry unless it is already on its way here.
+func (s *Session) hand(p Pending) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight(p.ID) {
+		return nil
+	}
+	idx, err := s.conn.SendData(p.To, p.Flags, p.Envelope)
+	if err == nil {
+		s.inCusto[idx] = p
+	}
+	return err
 }
 
 func (s *Session) inFlight(id wire.MessageID) bool {
@@ -468,6 +478,11 @@ func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected fun
 		s, err := c.Connect(ctx, true)
 		if err == nil {
 			b.Reset()
+			// Active before anyone hears of the connection: a callback
+			// that sends at once (presence) must find it.
+			c.mu.Lock()
+			c.active = s
+			c.mu.Unlock()
 			if connected != nil {
 				connected(nil)
 			}
@@ -485,9 +500,6 @@ func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected fun
 					}
 				}
 			}()
-			c.mu.Lock()
-			c.active = s
-			c.mu.Unlock()
 			s.Flush(ctx)
 			err = s.Serve(ctx, nil)
 			c.mu.Lock()
@@ -527,7 +539,8 @@ var ErrNotConfirmed = errors.New("not confirmed in time")
 // and its last known state; on ErrNotConfirmed or a connection error the
 // message stays in the outbox for the next connection.
 func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDelivered bool) (wire.MessageID, string, error) {
-	id, err := c.Queue(ctx, to, wire.TypeText, body, waitDelivered)
+	p, err := c.queue(ctx, to, wire.TypeText, body, waitDelivered)
+	id := p.ID
 	if err != nil {
 		return id, "", err
 	}
@@ -536,7 +549,13 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 	c.mu.Unlock()
 	var refused chan Refused
 	var served chan error
-	if s == nil {
+	if s != nil {
+		// Run's connection flushed the outbox when it came up; hand over
+		// just this message (older entries wait for the next flush).
+		if err := s.hand(p); err != nil {
+			return id, StatePending, err
+		}
+	} else {
 		if s, err = c.Connect(ctx, waitDelivered); err != nil {
 			return id, StatePending, err
 		}
@@ -551,9 +570,9 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 				}
 			})
 		}()
-	}
-	if _, err := s.Flush(ctx); err != nil {
-		return id, StatePending, err
+		if _, err := s.Flush(ctx); err != nil {
+			return id, StatePending, err
+		}
 	}
 	fp := to.Public.Fingerprint()
 	for {
