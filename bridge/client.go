@@ -546,6 +546,7 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 	}
 	c.mu.Lock()
 	s := c.active
+	var changed <-chan struct{} = c.changed // taken before the hand-over: its answer cannot be missed
 	c.mu.Unlock()
 	var refused chan Refused
 	var served chan error
@@ -575,12 +576,8 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 		}
 	}
 	fp := to.Public.Fingerprint()
+	st := StatePending // just queued: no need to ask the store before the first change
 	for {
-		changed := c.Changed()
-		st, err := c.store.State(ctx, fp, id)
-		if err != nil {
-			return id, st, err
-		}
 		done := st != StatePending && st != ""
 		if waitDelivered {
 			done = st == StateDelivered || st == StateRead
@@ -590,6 +587,10 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 		}
 		select {
 		case <-changed:
+			changed = c.Changed()
+			if st, err = c.store.State(ctx, fp, id); err != nil {
+				return id, st, err
+			}
 		case r := <-refused:
 			if r.ID == id {
 				return id, st, fmt.Errorf("the relay refused the message: %s", r.Reason)
