@@ -29,6 +29,7 @@ type Client struct {
 	active  *Session                        // guarded by mu: Run's receiving connection, if up
 	changed chan struct{}                   // closed and replaced (under mu) when the store changes
 	onLive  func(Live)                      // guarded by mu: receives typing and presence
+	refusal map[wire.MessageID]wire.Reason  // guarded by mu: what the relay refused on Run's connection
 }
 
 // Live is an ephemeral message from a contact (typing, presence): shown
@@ -501,7 +502,7 @@ func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected fun
 				}
 			}()
 			s.Flush(ctx)
-			err = s.Serve(ctx, nil)
+			err = s.Serve(ctx, c.refused)
 			c.mu.Lock()
 			c.active = nil
 			c.mu.Unlock()
@@ -525,6 +526,28 @@ func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected fun
 		case <-time.After(delay):
 		}
 	}
+}
+
+// refused records a refusal seen on Run's connection for Send to find.
+func (c *Client) refused(r Refused) {
+	c.mu.Lock()
+	if c.refusal == nil || len(c.refusal) >= 1024 {
+		// Refusals of outbox entries no Send waits for are never taken;
+		// keep the map bounded.
+		c.refusal = make(map[wire.MessageID]wire.Reason)
+	}
+	c.refusal[r.ID] = r.Reason
+	c.mu.Unlock()
+	c.broadcast()
+}
+
+// takeRefusal returns and forgets the relay's refusal of id, if any.
+func (c *Client) takeRefusal(id wire.MessageID) (wire.Reason, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.refusal[id]
+	delete(c.refusal, id)
+	return r, ok
 }
 
 // ErrNotConfirmed: the wait ended before the relay took custody (or, when
@@ -588,6 +611,9 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 		select {
 		case <-changed:
 			changed = c.Changed()
+			if r, ok := c.takeRefusal(id); ok {
+				return id, st, fmt.Errorf("the relay refused the message: %s", r)
+			}
 			if st, err = c.store.State(ctx, fp, id); err != nil {
 				return id, st, err
 			}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -310,5 +311,42 @@ func TestLiveAndRead(t *testing.T) {
 	}
 	if recs, _ := bob.store.After(ctx, 0, bridge.DirIn, 100); len(recs) != 1 {
 		t.Fatalf("bob stored %d records, want the text only", len(recs))
+	}
+}
+
+// A refusal on Run's connection reaches Send at once (not at its timeout).
+func TestSendRefusedOnRunConnection(t *testing.T) {
+	rid, _ := wire.NewRelayIdentity(rand.Reader)
+	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 1})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ln)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx, 0)
+	}()
+	w := &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/")}
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go alice.client.Run(ctx, make(chan struct{}, 1), nil)
+	toBob, _ := alice.book.Get("bob")
+	deadline := time.Now().Add(5 * time.Second)
+	for alice.client.SendLive(ctx, toBob, wire.TypePresence, true) != nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // until Run is connected
+	}
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	if _, st, err := alice.client.Send(sctx, toBob, []byte("one"), false); err != nil || st != bridge.StateStored {
+		t.Fatalf("first: %q %v", st, err)
+	}
+	start := time.Now()
+	_, _, err = alice.client.Send(sctx, toBob, []byte("two"), false)
+	if err == nil || !strings.Contains(err.Error(), "mailbox_full") || time.Since(start) > 5*time.Second {
+		t.Fatalf("second, over the quota: %v after %v", err, time.Since(start))
 	}
 }
