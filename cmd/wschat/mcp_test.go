@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -260,23 +261,38 @@ func TestMCPStdoutIsProtocol(t *testing.T) {
 	// says so on stderr.
 	_, key, _ := strings.Cut(w.relay.String(), "#")
 	cmd := exec.Command(w.bin, "--home", agent, "mcp", "--relay", "ws://127.0.0.1:1/#"+key)
-	cmd.Stdin = strings.NewReader(strings.Join([]string{
+	requests := strings.Join([]string{
 		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`,
 		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
 		`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`,
 		`this is not json`,
 		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"send_message","arguments":{"to":"nobody","text":"x"}}}`,
 		`{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"read_messages"}}`,
-	}, "\n") + "\n")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%v\n%s", err, stderr.String())
+	}, "\n") + "\n"
+	// Requests are handled concurrently: keep stdin open until every answer
+	// is in (a client that closes stdin at once may lose the last ones).
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := stdout.String()
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, requests)
+	var outb strings.Builder
 	ids := map[float64]bool{}
-	s := bufio.NewScanner(strings.NewReader(out))
-	for s.Scan() {
+	s := bufio.NewScanner(pipe)
+	s.Buffer(nil, 1<<20)
+	timer := time.AfterFunc(20*time.Second, func() { stdin.Close() })
+	defer timer.Stop()
+	for !(ids[1] && ids[2] && ids[3] && ids[4]) && s.Scan() {
+		outb.WriteString(s.Text() + "\n")
 		var m struct {
 			JSONRPC string  `json:"jsonrpc"`
 			ID      float64 `json:"id"`
@@ -286,6 +302,14 @@ func TestMCPStdoutIsProtocol(t *testing.T) {
 		}
 		ids[m.ID] = true
 	}
+	stdin.Close()
+	for s.Scan() {
+		outb.WriteString(s.Text() + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	out := outb.String()
 	if !ids[1] || !ids[2] || !ids[3] || !ids[4] {
 		t.Fatalf("answers %v; stdout:\n%s", ids, out)
 	}
