@@ -325,7 +325,7 @@ func (s *Store) State(ctx context.Context, peer wire.Fingerprint, id wire.Messag
 // After returns up to limit records with a cursor above after, oldest
 // first. dir "" means both directions.
 func (s *Store) After(ctx context.Context, after int64, dir string, limit int) ([]Record, error) {
-	q := `SELECT cursor, dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state FROM messages WHERE cursor > ?`
+	q := `SELECT ` + recordColumns + ` FROM messages WHERE cursor > ?`
 	args := []any{after}
 	if dir != "" {
 		// "+dir": scan by cursor (the rowid), not by the (dir, ...) index,
@@ -339,6 +339,14 @@ func (s *Store) After(ctx context.Context, after int64, dir string, limit int) (
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	return scanRecords(rows)
+}
+
+// recordColumns are the columns scanRecords reads, in its order.
+const recordColumns = `cursor, dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state`
+
+// scanRecords reads rows of recordColumns and closes them.
+func scanRecords(rows *sql.Rows) ([]Record, error) {
 	defer rows.Close()
 	var out []Record
 	for rows.Next() {

@@ -2,10 +2,8 @@ package bridge
 
 import (
 	"context"
-	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"time"
 
 	"github.com/wschat/wschat/wire"
 )
@@ -27,7 +25,7 @@ func (s *Store) Conversation(ctx context.Context, peer wire.Fingerprint, limit i
 	if limit <= 0 {
 		return nil, false, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT cursor, dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state
+	rows, err := s.db.QueryContext(ctx, `SELECT `+recordColumns+`
 		FROM messages WHERE peer_fp = ? AND type = ? ORDER BY cursor DESC LIMIT ?`, peer[:], int(wire.TypeText), limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: %w", err)
@@ -85,26 +83,4 @@ func (s *Store) ForgetIncoming(ctx context.Context, peer wire.Fingerprint, ids .
 		}
 	}
 	return nil
-}
-
-func scanRecords(rows *sql.Rows) ([]Record, error) {
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		var r Record
-		var fp, id []byte
-		var pid string
-		var sent, recv int64
-		var typ int
-		if err := rows.Scan(&r.Cursor, &r.Dir, &fp, &pid, &id, &typ, &r.Body, &sent, &recv, &r.State); err != nil {
-			return nil, err
-		}
-		copy(r.PeerFP[:], fp)
-		copy(r.ID[:], id)
-		r.PeerID, _ = wire.ParseRoutingID(pid)
-		r.Type = wire.MessageType(typ)
-		r.SentAt, r.ReceivedAt = time.UnixMilli(sent), time.UnixMilli(recv)
-		out = append(out, r)
-	}
-	return out, rows.Err()
 }

@@ -27,7 +27,7 @@ func (s *Store) IncomingText(ctx context.Context, q TextQuery) ([]Record, error)
 	if q.Limit <= 0 {
 		return nil, fmt.Errorf("store: limit %d", q.Limit)
 	}
-	sql := `SELECT cursor, dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state
+	sql := `SELECT ` + recordColumns + `
 		FROM messages WHERE cursor > ? AND +dir = ? AND +type = ?`
 	args := []any{q.After, DirIn, int(wire.TypeText)}
 	if q.UpTo > 0 {
@@ -44,25 +44,7 @@ func (s *Store) IncomingText(ctx context.Context, q TextQuery) ([]Record, error)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		var r Record
-		var fp, id []byte
-		var pid string
-		var sent, recv int64
-		var typ int
-		if err := rows.Scan(&r.Cursor, &r.Dir, &fp, &pid, &id, &typ, &r.Body, &sent, &recv, &r.State); err != nil {
-			return nil, err
-		}
-		copy(r.PeerFP[:], fp)
-		copy(r.ID[:], id)
-		r.PeerID, _ = wire.ParseRoutingID(pid)
-		r.Type = wire.MessageType(typ)
-		r.SentAt, r.ReceivedAt = time.UnixMilli(sent), time.UnixMilli(recv)
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return scanRecords(rows)
 }
 
 // LastTextTimes returns, per peer, when the last text message was

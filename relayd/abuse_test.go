@@ -243,3 +243,15 @@ func FuzzRelayPreAuth(f *testing.F) {
 		}
 	})
 }
+
+func TestTotalConnectionCap(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{MaxConns: 3}, "")
+	defer r.stop()
+	for i := 0; i < 3; i++ {
+		dial(t, r, newIdentity(t), false)
+	}
+	_, resp, err := websocket.DefaultDialer.Dial(wsURL(r), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("fourth connection over a cap of 3: %v %v", err, resp)
+	}
+}
