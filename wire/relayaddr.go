@@ -48,8 +48,9 @@ func ParseRelayAddress(s string) (RelayAddress, error) {
 	if !ok || frag == "" {
 		return a, fmt.Errorf("%w %q: no relay key after '#'", ErrRelayAddress, s)
 	}
+	// The decoder skips '\r' and '\n'; only the exact encoding is accepted.
 	key, err := base64.RawURLEncoding.Strict().DecodeString(frag)
-	if err != nil || len(key) != KeySize {
+	if err != nil || len(key) != KeySize || base64.RawURLEncoding.EncodeToString(key) != frag {
 		return a, fmt.Errorf("%w %q: relay key is not 43 base64url characters", ErrRelayAddress, s)
 	}
 	if err := CheckX25519Public(key); err != nil {
