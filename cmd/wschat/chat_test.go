@@ -180,7 +180,10 @@ type ptyChat struct {
 func startChat(t *testing.T, bin, home, contact string, env []string) *ptyChat {
 	t.Helper()
 	cmd := exec.Command(bin, "--home", home, "chat", contact)
-	cmd.Env = append(withoutEnv(os.Environ(), "NO_COLOR", "TERM", "COLORTERM"), "TERM=xterm-256color")
+	// termenv takes any CI variable to mean "not a terminal", and CLICOLOR
+	// can turn color off or on: CI runners set them, a person's terminal
+	// does not.
+	cmd.Env = append(withoutEnv(os.Environ(), "NO_COLOR", "TERM", "COLORTERM", "CI", "CLICOLOR", "CLICOLOR_FORCE"), "TERM=xterm-256color")
 	cmd.Env = append(cmd.Env, env...)
 	const rows, cols = 24, 100
 	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
