@@ -12,12 +12,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wschat/wschat/internal/netbatch"
 	"github.com/wschat/wschat/wire"
 )
 
@@ -35,9 +37,12 @@ type Conn struct {
 	self    wire.PublicIdentity
 	welcome *wire.Command // static after Dial
 
-	wmu  sync.Mutex   // guards send and writes to ws
-	send *wire.Framer // guarded by wmu
-	recv *wire.Framer // owned by the reader
+	nc *netbatch.Conn // under ws: batches for SendBatch
+
+	wmu     sync.Mutex   // guards send, scratch and writes to ws
+	send    *wire.Framer // guarded by wmu
+	scratch []byte       // guarded by wmu: the frame being written
+	recv    *wire.Framer // owned by the reader
 }
 
 // DialOptions tune Dial. The zero value is fine.
@@ -64,6 +69,16 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 		Proxy:            http.ProxyFromEnvironment,
 		TLSClientConfig:  opt.TLS,
 	}
+	var nc *netbatch.Conn
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		nc = netbatch.New(c)
+		return nc, nil
+	}
 	ws, _, err := d.DialContext(ctx, addr.URL, opt.Header)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", addr.URL, err)
@@ -73,6 +88,7 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 		ws.Close()
 		return nil, err
 	}
+	c.nc = nc
 	return c, nil
 }
 
@@ -131,15 +147,56 @@ func (c *Conn) Welcome() *wire.Command { return c.welcome }
 // SendData sends a data frame to a peer and returns its index, which the
 // relay's Custody answer names.
 func (c *Conn) SendData(to wire.RoutingID, flags byte, body []byte) (uint64, error) {
-	frame := make([]byte, wire.FrameHeaderSize+len(body))
-	copy(frame[wire.FrameHeaderSize:], body)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	i, err := c.send.SealHeader(frame, to, flags)
+	return c.sendDataLocked(to, flags, body)
+}
+
+func (c *Conn) sendDataLocked(to wire.RoutingID, flags byte, body []byte) (uint64, error) {
+	c.scratch = append(append(c.scratch[:0], make([]byte, wire.FrameHeaderSize)...), body...)
+	i, err := c.send.SealHeader(c.scratch, to, flags)
 	if err != nil {
 		return 0, err
 	}
-	return i, c.ws.WriteMessage(websocket.BinaryMessage, frame)
+	err = c.ws.WriteMessage(websocket.BinaryMessage, c.scratch)
+	if cap(c.scratch) > maxScratch {
+		c.scratch = nil
+	}
+	return i, err
+}
+
+// maxScratch is the largest frame buffer a Conn keeps between sends.
+const maxScratch = 4 << 10
+
+// OutFrame is one data frame for SendBatch.
+type OutFrame struct {
+	To    wire.RoutingID
+	Flags byte
+	Body  []byte
+}
+
+// SendBatch sends frames in order, coalesced into as few writes to the
+// network as their size allows (one for a burst of small frames), and
+// returns the index of the first: frame i has index first+i. On an error
+// some of the frames may have been sent; the connection is then broken.
+func (c *Conn) SendBatch(frames []OutFrame) (first uint64, err error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	first = c.send.Next()
+	if c.nc != nil {
+		c.nc.Begin()
+	}
+	for _, f := range frames {
+		if _, err = c.sendDataLocked(f.To, f.Flags, f.Body); err != nil {
+			break
+		}
+	}
+	if c.nc != nil {
+		if ferr := c.nc.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	return first, err
 }
 
 // SendRaw writes bytes as one WebSocket message, bypassing the framer:

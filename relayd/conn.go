@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/wschat/wschat/internal/netbatch"
 	"github.com/wschat/wschat/wire"
 )
 
@@ -26,7 +27,7 @@ import (
 type conn struct {
 	s  *Server
 	ws *websocket.Conn
-	bc *batchConn // under ws; the running writer opens and flushes batches
+	bc *netbatch.Conn // under ws; the running writer opens and flushes batches
 	ip string
 
 	// Set by the handshake, then static.
@@ -191,10 +192,12 @@ func (c *conn) readLoop() error {
 	defer cancel()
 	var deadline time.Time // the read deadline set last
 	var debt int           // bytes read and not yet charged to the limiter
+	now := c.s.now()       // one clock reading per frame (it costs as much as routing a frame's header)
 	for {
 		// Moving the deadline costs a timer update: do it when an eighth
-		// of the idle timeout has passed, not for every frame.
-		if now := time.Now(); now.Add(l.IdleTimeout - l.IdleTimeout/8).After(deadline) {
+		// of the idle timeout has passed, not for every frame. (now is
+		// when the previous frame arrived: close enough.)
+		if now.Add(l.IdleTimeout - l.IdleTimeout/8).After(deadline) {
 			deadline = now.Add(l.IdleTimeout)
 			c.ws.SetReadDeadline(deadline)
 		}
@@ -208,7 +211,7 @@ func (c *conn) readLoop() error {
 			return errors.New("text frame")
 		}
 		bp := readPool.Get().(*bytes.Buffer)
-		err = c.frame(ctx, r, bp, &debt)
+		err = c.frame(ctx, r, bp, &debt, &now)
 		bp.Reset()
 		if bp.Cap() <= maxPooledRead {
 			readPool.Put(bp)
@@ -229,8 +232,8 @@ const maxPooledRead = 8 << 10
 // routing the frame).
 const rateChunk = 16 << 10
 
-// frame reads one frame and acts on it.
-func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *int) error {
+// frame reads one frame and acts on it; *now becomes the time it arrived.
+func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *int, nowp *time.Time) error {
 	if _, err := buf.ReadFrom(r); err != nil {
 		if errors.Is(err, websocket.ErrReadLimit) {
 			c.s.metrics.refused(wire.ReasonTooLarge)
@@ -239,6 +242,7 @@ func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *
 	}
 	frame := buf.Bytes()
 	now := c.s.now()
+	*nowp = now
 	c.lastRead.Store(now.UnixNano())
 	if *debt += len(frame); *debt >= rateChunk {
 		if err := c.limiter.WaitN(ctx, min(*debt, c.s.limits.RateBurst)); err != nil {
@@ -389,14 +393,14 @@ func (c *conn) writeLoop() {
 		}
 	}()
 	var frame []byte
-	c.bc.begin()
-	defer c.bc.flush()
+	c.bc.Begin()
+	defer c.bc.Flush()
 	for {
-		if err := c.bc.flush(); err != nil {
+		if err := c.bc.Flush(); err != nil {
 			c.ws.Close()
 			return
 		}
-		c.bc.begin()
+		c.bc.Begin()
 		c.mu.Lock()
 		custody, cmds := c.custody, c.cmds
 		c.custody, c.cmds = nil, nil
@@ -412,7 +416,7 @@ func (c *conn) writeLoop() {
 			c.writing = false
 			c.mu.Unlock()
 			if closeNow {
-				c.bc.flush() // the Restarting notice, before the close
+				c.bc.Flush() // the Restarting notice, before the close
 				c.closeWith(websocket.CloseServiceRestart, "relay restarting")
 			}
 			return

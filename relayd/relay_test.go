@@ -230,6 +230,68 @@ func TestStoreAndForward(t *testing.T) {
 	}
 }
 
+// A burst from SendBatch arrives whole and in order, to live receivers
+// and to the mailbox alike, with one custody answer per frame under the
+// indexes SendBatch reported.
+func TestSendBatch(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	alice, bob, carol := newIdentity(t), newIdentity(t), newIdentity(t)
+	bc := dial(t, r, bob, true)
+	backlogDone(t, bc)
+	ac := dial(t, r, alice, false)
+	const n = 300 // more than one write's worth of 256-byte frames
+	var burst []bridge.OutFrame
+	for i := range n {
+		to := bob.Public().ID()
+		if i%3 == 2 {
+			to = carol.Public().ID() // offline: stored
+		}
+		burst = append(burst, bridge.OutFrame{To: to, Body: append(body(i), make([]byte, 200)...)})
+	}
+	first, err := ac.SendBatch(burst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]wire.Status{}
+	for len(seen) < n {
+		in := read(t, ac)
+		if in.Command == nil || in.Command.Op != wire.OpCustody {
+			continue
+		}
+		for _, e := range in.Command.Custody {
+			seen[e.Index] = e.Status
+		}
+	}
+	for i := range n {
+		want := wire.StatusDelivered
+		if i%3 == 2 {
+			want = wire.StatusStored
+		}
+		if got, ok := seen[first+uint64(i)]; !ok || got != want {
+			t.Fatalf("frame %d (index %d): custody %v, want %v", i, first+uint64(i), got, want)
+		}
+	}
+	for i := range n {
+		if i%3 == 2 {
+			continue
+		}
+		in := readData(t, bc)
+		if got := int(in.Body[1]) | int(in.Body[2])<<8; got != i {
+			t.Fatalf("bob got frame %d, want %d", got, i)
+		}
+		ack(t, bc, in)
+	}
+	cc := dial(t, r, carol, true)
+	for i := 2; i < n; i += 3 {
+		in := readData(t, cc)
+		if got := int(in.Body[1]) | int(in.Body[2])<<8; got != i {
+			t.Fatalf("carol got frame %d, want %d", got, i)
+		}
+		ack(t, cc, in)
+	}
+}
+
 func ping(t testing.TB, c *bridge.Conn) {
 	t.Helper()
 	if err := c.SendCommand(&wire.Command{Op: wire.OpPing, Token: 77}); err != nil {
