@@ -460,7 +460,7 @@ func runChildPairs(b *testing.B, mode string, d time.Duration) (fps, cpuPer floa
 	cpu0, _ := c.stats(b)
 	fps = runPairs(b, links, d)
 	cpu1, _ := c.stats(b)
-	return fps, float64((cpu1-cpu0).Nanoseconds()) / 1000 / (fps * d.Seconds())
+	return fps, float64((cpu1 - cpu0).Nanoseconds()) / 1000 / (fps * d.Seconds())
 }
 
 func ratios(a, b []float64) []float64 {

@@ -105,16 +105,27 @@ func (m *metrics) frameOut(n int, stored bool) {
 	m.bytesOut.Add(float64(n))
 }
 
-func source(stored bool) string {
-	if stored {
-		return "stored"
+func (m *metrics) routed(s wire.Status) {
+	switch s {
+	case wire.StatusDelivered:
+		m.routedDelivered.Inc()
+	case wire.StatusStored:
+		m.routedStored.Inc()
+	default:
+		m.routedBy.WithLabelValues(s.String()).Inc()
 	}
-	return "live"
 }
 
-func (m *metrics) routed(s wire.Status)  { m.routedBy.WithLabelValues(s.String()).Inc() }
-func (m *metrics) stored()               { m.storedN.Inc() }
-func (m *metrics) delivered(stored bool) { m.deliverBy.WithLabelValues(source(stored)).Inc() }
+func (m *metrics) stored() { m.storedN.Inc() }
+
+func (m *metrics) delivered(stored bool) {
+	if stored {
+		m.ackedStored.Inc()
+	} else {
+		m.ackedLive.Inc()
+	}
+}
+
 func (m *metrics) expired(n int)         { m.expiredN.Add(float64(n)) }
 func (m *metrics) refused(r wire.Reason) { m.refusedBy.WithLabelValues(r.String()).Inc() }
 func (m *metrics) dropped(r wire.Reason) { m.droppedBy.WithLabelValues(r.String()).Inc() }
