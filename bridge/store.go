@@ -146,8 +146,24 @@ func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 	return st.QueryContext(ctx, args...)
 }
 
-// txExec runs q in tx, with the prepared statement if there is one; it
-// never prepares, which would need a second connection while tx holds one.
+// begin starts a transaction that runs the statements qs, prepared
+// first: once tx holds the one connection, preparing would need another.
+func (s *Store) begin(ctx context.Context, qs ...string) (*sql.Tx, error) {
+	for _, q := range qs {
+		if _, err := s.prepared(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return tx, nil
+}
+
+// txExec runs q in tx, with the prepared statement if there is one (see
+// begin); it never prepares, which would need a second connection while
+// tx holds one.
 func (s *Store) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
 	if st, ok := s.stmts.Load(q); ok {
 		return tx.StmtContext(ctx, st.(*sql.Stmt)).ExecContext(ctx, args...)
@@ -223,13 +239,20 @@ func (s *Store) AddIncoming(ctx context.Context, peer wire.PublicIdentity, m *wi
 	return res.LastInsertId()
 }
 
+// Statements of AddOutgoing.
+const (
+	insertOutgoing = `INSERT INTO messages
+		(dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertOutbox = `INSERT INTO outbox (msg_id, peer_fp, envelope, to_id, flags, wait_ack, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`
+)
+
 // AddOutgoing records a message this identity sends and puts its envelope
 // in the outbox, in one transaction.
 func (s *Store) AddOutgoing(ctx context.Context, peer wire.PublicIdentity, m *wire.Message, env []byte, flags byte, waitAck bool, now time.Time) (int64, error) {
 	s.writes.Add(1)
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, insertOutgoing, insertOutbox)
 	if err != nil {
-		return 0, fmt.Errorf("store: %w", err)
+		return 0, err
 	}
 	defer tx.Rollback()
 	fp, to := peer.Fingerprint(), peer.ID()
@@ -237,14 +260,13 @@ func (s *Store) AddOutgoing(ctx context.Context, peer wire.PublicIdentity, m *wi
 	if !s.history {
 		body = nil
 	}
-	res, err := s.txExec(ctx, tx, `INSERT INTO messages
-		(dir, peer_fp, peer_id, msg_id, type, body, sent_at, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	res, err := s.txExec(ctx, tx, insertOutgoing,
 		DirOut, fp[:], to.String(), m.ID[:], int(m.Type), body, m.SentAt.UnixMilli(), now.UnixMilli(), StatePending)
 	if err != nil {
 		return 0, fmt.Errorf("store: %w", err)
 	}
 	cursor, _ := res.LastInsertId()
-	if _, err := s.txExec(ctx, tx, `INSERT INTO outbox (msg_id, peer_fp, envelope, to_id, flags, wait_ack, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := s.txExec(ctx, tx, insertOutbox,
 		m.ID[:], fp[:], env, to[:], int(flags), waitAck, now.UnixMilli()); err != nil {
 		return 0, fmt.Errorf("store: %w", err)
 	}
@@ -287,19 +309,36 @@ func (s *Store) Outbox(ctx context.Context) ([]Pending, error) {
 	return out, rows.Err()
 }
 
+// Statements of SetState.
+var (
+	updateState = `UPDATE messages SET state = ?
+		WHERE dir = 'out' AND peer_fp = ? AND msg_id = ? AND ` + stateRank("state") + ` < ` + stateRank("?")
+	deleteOutbox = `DELETE FROM outbox WHERE peer_fp = ? AND msg_id = ? AND (wait_ack = 0 OR ? IN ('delivered', 'read'))`
+)
+
 // SetState records the new state of an outgoing message; states only move
-// forward (pending < sent/stored < delivered < read).
+// forward (pending < sent/stored < delivered < read). A state past pending
+// takes the message out of the outbox (unless it waits for the contact's
+// acknowledgement), in the same transaction.
 func (s *Store) SetState(ctx context.Context, peer wire.Fingerprint, id wire.MessageID, state string) (bool, error) {
 	s.writes.Add(1)
-	res, err := s.exec(ctx, `UPDATE messages SET state = ?
-		WHERE dir = 'out' AND peer_fp = ? AND msg_id = ? AND `+stateRank("state")+` < `+stateRank("?"),
-		state, peer[:], id[:], state)
+	tx, err := s.begin(ctx, updateState, deleteOutbox)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	res, err := s.txExec(ctx, tx, updateState, state, peer[:], id[:], state)
 	if err != nil {
 		return false, fmt.Errorf("store: %w", err)
 	}
 	n, _ := res.RowsAffected()
 	if state != StatePending {
-		s.exec(ctx, `DELETE FROM outbox WHERE peer_fp = ? AND msg_id = ? AND (wait_ack = 0 OR ? IN ('delivered', 'read'))`, peer[:], id[:], state)
+		if _, err := s.txExec(ctx, tx, deleteOutbox, peer[:], id[:], state); err != nil {
+			return false, fmt.Errorf("store: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("store: %w", err)
 	}
 	return n > 0, nil
 }
