@@ -24,12 +24,19 @@ type Client struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu      sync.Mutex
-	pairs   map[wire.Fingerprint]*wire.Pair // guarded by mu: derived once per peer
-	active  *Session                        // guarded by mu: Run's receiving connection, if up
-	changed chan struct{}                   // closed and replaced (under mu) when the store changes
-	onLive  func(Live)                      // guarded by mu: receives typing and presence
-	refusal map[wire.MessageID]wire.Reason  // guarded by mu: what the relay refused on Run's connection
+	mu       sync.Mutex
+	pairs    map[wire.Fingerprint]*wire.Pair         // guarded by mu: derived once per peer
+	active   *Session                                // guarded by mu: Run's receiving connection, if up
+	changed  chan struct{}                           // closed and replaced (under mu) when the store changes
+	onLive   func(Live)                              // guarded by mu: receives typing and presence
+	awaiting map[wire.MessageID]chan<- custodyAnswer // guarded by mu: Sends waiting for the relay's answer, by message
+}
+
+// custodyAnswer is the relay's answer about one message, as a Session
+// passes it to the Send waiting for it.
+type custodyAnswer struct {
+	state  string      // StateSent or StateStored; "" when refused
+	reason wire.Reason // why the relay refused it
 }
 
 // Live is an ephemeral message from a contact (typing, presence): shown
@@ -120,7 +127,7 @@ type Config struct {
 // NewClient makes a client; it connects only when asked.
 func NewClient(cfg Config) *Client {
 	c := &Client{id: cfg.Identity, relay: cfg.Relay, book: cfg.Book, store: cfg.Store, log: cfg.Logger, now: cfg.Now,
-		pairs: make(map[wire.Fingerprint]*wire.Pair), changed: make(chan struct{})}
+		pairs: make(map[wire.Fingerprint]*wire.Pair), changed: make(chan struct{}), awaiting: make(map[wire.MessageID]chan<- custodyAnswer)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -332,15 +339,23 @@ func (s *Session) command(ctx context.Context, cmd *wire.Command, refused func(R
 			if !ok {
 				continue
 			}
+			var a custodyAnswer
 			switch e.Status {
 			case wire.StatusDelivered:
-				s.c.store.SetState(ctx, p.PeerFP, p.ID, StateSent)
+				a.state = StateSent
 			case wire.StatusStored:
-				s.c.store.SetState(ctx, p.PeerFP, p.ID, StateStored)
-			case wire.StatusRefused:
-				if refused != nil {
-					refused(Refused{ID: p.ID, Reason: e.Reason})
-				}
+				a.state = StateStored
+			default: // refused (the decoder lets no other status through)
+				a.reason = e.Reason
+			}
+			// The waiting Send hears first; the store follows at once. Its
+			// outbox row stays until then, so a crash in between sends
+			// the message again (shown once), never loses it.
+			s.c.answer(p.ID, a)
+			if a.state != "" {
+				s.c.store.SetState(ctx, p.PeerFP, p.ID, a.state)
+			} else if refused != nil {
+				refused(Refused{ID: p.ID, Reason: e.Reason})
 			}
 			// Only now, so that Awaiting() == 0 means the states are saved.
 			s.mu.Lock()
@@ -502,7 +517,7 @@ func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected fun
 				}
 			}()
 			s.Flush(ctx)
-			err = s.Serve(ctx, c.refused)
+			err = s.Serve(ctx, nil)
 			c.mu.Lock()
 			c.active = nil
 			c.mu.Unlock()
@@ -528,31 +543,54 @@ func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected fun
 	}
 }
 
-// refused records a refusal seen on Run's connection for Send to find.
-func (c *Client) refused(r Refused) {
+// await registers a Send waiting for the relay's answer about message
+// id; forget ends the wait. Register before the message can reach the
+// relay, so that no answer comes before its listener.
+func (c *Client) await(id wire.MessageID) <-chan custodyAnswer {
+	ch := make(chan custodyAnswer, 1)
 	c.mu.Lock()
-	if c.refusal == nil || len(c.refusal) >= 1024 {
-		// Refusals of outbox entries no Send waits for are never taken;
-		// keep the map bounded.
-		c.refusal = make(map[wire.MessageID]wire.Reason)
-	}
-	c.refusal[r.ID] = r.Reason
+	c.awaiting[id] = ch
 	c.mu.Unlock()
-	c.broadcast()
+	return ch
 }
 
-// takeRefusal returns and forgets the relay's refusal of id, if any.
-func (c *Client) takeRefusal(id wire.MessageID) (wire.Reason, bool) {
+func (c *Client) forget(id wire.MessageID) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.refusal[id]
-	delete(c.refusal, id)
-	return r, ok
+	delete(c.awaiting, id)
+	c.mu.Unlock()
+}
+
+// answer passes the relay's answer about message id to the Send waiting
+// for it, if any (on whichever connection of this client it came).
+func (c *Client) answer(id wire.MessageID, a custodyAnswer) {
+	c.mu.Lock()
+	ch := c.awaiting[id]
+	delete(c.awaiting, id)
+	c.mu.Unlock()
+	if ch != nil {
+		ch <- a // buffered, and taken out of the map: never blocks
+	}
 }
 
 // ErrNotConfirmed: the wait ended before the relay took custody (or, when
 // asked, before the contact acknowledged). The message stays in the outbox.
 var ErrNotConfirmed = errors.New("not confirmed in time")
+
+// rankOf orders the states of an outgoing message; they only move
+// forward.
+func rankOf(st string) int {
+	switch st {
+	case StatePending:
+		return 0
+	case StateSent, StateStored:
+		return 1
+	case StateDelivered:
+		return 2
+	case StateRead:
+		return 3
+	}
+	return -1
+}
 
 // Send queues body for a contact as a text message and waits until the
 // relay has taken custody of it or, with waitDelivered, until the
@@ -561,18 +599,24 @@ var ErrNotConfirmed = errors.New("not confirmed in time")
 // when it must wait for the acknowledgement). It returns the message id
 // and its last known state; on ErrNotConfirmed or a connection error the
 // message stays in the outbox for the next connection.
+//
+// The relay's custody answer (or refusal) reaches Send directly from the
+// connection that got it, which saves the new state in the store right
+// after; the contact's acknowledgement is read from the store.
 func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDelivered bool) (wire.MessageID, string, error) {
 	p, err := c.queue(ctx, to, wire.TypeText, body, waitDelivered)
 	id := p.ID
 	if err != nil {
 		return id, "", err
 	}
+	answered := c.await(id)
+	defer c.forget(id)
 	c.mu.Lock()
 	s := c.active
 	var changed <-chan struct{} = c.changed // taken before the hand-over: its answer cannot be missed
 	c.mu.Unlock()
-	var refused chan Refused
-	var served chan error
+	var served chan struct{} // closed when the own connection's Serve has returned
+	var serveErr error       // Serve's error, once served is closed
 	if s != nil {
 		// Run's connection flushed the outbox when it came up; hand over
 		// just this message (older entries wait for the next flush).
@@ -583,49 +627,58 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 		if s, err = c.Connect(ctx, waitDelivered); err != nil {
 			return id, StatePending, err
 		}
-		defer s.Close()
-		refused = make(chan Refused, 16)
-		served = make(chan error, 1)
+		served = make(chan struct{})
 		go func() {
-			served <- s.Serve(ctx, func(r Refused) {
-				select {
-				case refused <- r:
-				default:
-				}
-			})
+			defer close(served)
+			serveErr = s.Serve(ctx, nil)
+		}()
+		// Closing ends Serve, which first saves the answer in hand: the
+		// process may exit as soon as Send returns.
+		defer func() {
+			s.Close()
+			<-served
 		}()
 		if _, err := s.Flush(ctx); err != nil {
 			return id, StatePending, err
 		}
 	}
 	fp := to.Public.Fingerprint()
-	st := StatePending // just queued: no need to ask the store before the first change
+	st := StatePending // just queued
 	for {
-		done := st != StatePending && st != ""
+		done := st != StatePending
 		if waitDelivered {
 			done = st == StateDelivered || st == StateRead
 		}
 		if done {
 			return id, st, nil
 		}
+		var storeChanged <-chan struct{}
+		if waitDelivered {
+			storeChanged = changed // only the contact's acknowledgement needs the store
+		}
 		select {
-		case <-changed:
-			changed = c.Changed()
-			if r, ok := c.takeRefusal(id); ok {
-				return id, st, fmt.Errorf("the relay refused the message: %s", r)
+		case a := <-answered:
+			answered = nil
+			if a.state == "" {
+				return id, st, fmt.Errorf("the relay refused the message: %s", a.reason)
 			}
-			if st, err = c.store.State(ctx, fp, id); err != nil {
+			if rankOf(a.state) > rankOf(st) {
+				st = a.state
+			}
+		case <-storeChanged:
+			changed = c.Changed()
+			saved, err := c.store.State(ctx, fp, id)
+			if err != nil {
 				return id, st, err
 			}
-		case r := <-refused:
-			if r.ID == id {
-				return id, st, fmt.Errorf("the relay refused the message: %s", r.Reason)
+			if rankOf(saved) > rankOf(st) {
+				st = saved
 			}
-		case err := <-served:
+		case <-served:
 			if ctx.Err() != nil {
 				return id, st, ErrNotConfirmed
 			}
-			return id, st, fmt.Errorf("connection to the relay lost: %w", err)
+			return id, st, fmt.Errorf("connection to the relay lost: %w", serveErr)
 		case <-ctx.Done():
 			return id, st, ErrNotConfirmed
 		}

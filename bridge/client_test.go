@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
@@ -348,5 +349,160 @@ func TestSendRefusedOnRunConnection(t *testing.T) {
 	_, _, err = alice.client.Send(sctx, toBob, []byte("two"), false)
 	if err == nil || !strings.Contains(err.Error(), "mailbox_full") || time.Since(start) > 5*time.Second {
 		t.Fatalf("second, over the quota: %v after %v", err, time.Since(start))
+	}
+}
+
+// Send over its own connection returns once the relay has custody, and by
+// then the store says so too: the process may exit at once.
+func TestSendOwnConnectionSavesState(t *testing.T) {
+	w := newWorld(t)
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	toBob, _ := alice.book.Get("bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, st, err := alice.client.Send(ctx, toBob, []byte("hi"), false)
+	if err != nil || st != bridge.StateStored {
+		t.Fatalf("send: %q %v", st, err)
+	}
+	if saved, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); saved != bridge.StateStored {
+		t.Fatalf("store says %q after Send returned", saved)
+	}
+	if out, _ := alice.store.Outbox(ctx); len(out) != 0 {
+		t.Fatalf("outbox still holds %d entries", len(out))
+	}
+}
+
+// Send over Run's connection returns on the relay's custody answer; the
+// store follows (Awaiting() == 0 means it is saved and out of the outbox).
+func TestSendOnRunConnection(t *testing.T) {
+	w := newWorld(t)
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan struct{})
+	go func() { defer close(ran); alice.client.Run(ctx, nil, nil) }()
+	defer func() { cancel(); <-ran }()
+	toBob, _ := alice.book.Get("bob")
+	waitConnected(t, alice, toBob)
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	var ids []wire.MessageID
+	for i := range 20 {
+		id, st, err := alice.client.Send(sctx, toBob, []byte{'m', byte('a' + i)}, false)
+		if err != nil || st != bridge.StateStored {
+			t.Fatalf("send %d: %q %v", i, st, err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		for {
+			saved, _ := alice.store.State(sctx, toBob.Public.Fingerprint(), id)
+			if saved == bridge.StateStored {
+				break
+			}
+			select {
+			case <-alice.client.Changed():
+			case <-sctx.Done():
+				t.Fatalf("store says %q", saved)
+			}
+		}
+	}
+	if out, _ := alice.store.Outbox(sctx); len(out) != 0 {
+		t.Fatalf("outbox still holds %d entries", len(out))
+	}
+	if recs := receive(t, bob, 20, 5*time.Second); len(recs) != 20 {
+		t.Fatalf("bob got %d messages", len(recs))
+	}
+}
+
+// Two processes of one identity: one keeps Run's connection (as `wschat
+// mcp` does) and sends on it, the other sends on connections of its own
+// (as a cron `wschat send`), at the same time, on the same store file.
+// Every Send hears its own answer; bob gets each message once.
+func TestSendTwoClientsOneIdentity(t *testing.T) {
+	w := newWorld(t)
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	cron := &party{id: alice.id, book: alice.book, dir: alice.dir}
+	cron.open(w)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan struct{})
+	go func() { defer close(ran); alice.client.Run(ctx, nil, nil) }()
+	defer func() { cancel(); <-ran }()
+	toBob, _ := alice.book.Get("bob")
+	waitConnected(t, alice, toBob)
+	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+	defer scancel()
+	const n = 10
+	errs := make(chan error, 2*n)
+	for _, p := range []*party{alice, cron} {
+		go func() {
+			for i := range n {
+				_, st, err := p.client.Send(sctx, toBob, []byte{'x', byte('a' + i)}, false)
+				if err == nil && st != bridge.StateStored {
+					err = errors.New("state " + st)
+				}
+				errs <- err
+			}
+		}()
+	}
+	for range 2 * n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if recs := receive(t, bob, 2*n, 5*time.Second); len(recs) != 2*n {
+		t.Fatalf("bob got %d messages, want %d", len(recs), 2*n)
+	}
+	if out, _ := cron.store.Outbox(sctx); len(out) != 0 {
+		t.Fatalf("outbox still holds %d entries", len(out))
+	}
+}
+
+// A refusal reaches a Send on its own connection at once, too.
+func TestSendRefusedOnOwnConnection(t *testing.T) {
+	rid, _ := wire.NewRelayIdentity(rand.Reader)
+	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 1})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ln)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx, 0)
+	}()
+	w := &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/")}
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	toBob, _ := alice.book.Get("bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, st, err := alice.client.Send(ctx, toBob, []byte("one"), false); err != nil || st != bridge.StateStored {
+		t.Fatalf("first: %q %v", st, err)
+	}
+	start := time.Now()
+	id, _, err := alice.client.Send(ctx, toBob, []byte("two"), false)
+	if err == nil || !strings.Contains(err.Error(), "mailbox_full") || time.Since(start) > 5*time.Second {
+		t.Fatalf("second, over the quota: %v after %v", err, time.Since(start))
+	}
+	if st, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); st != bridge.StatePending {
+		t.Fatalf("refused message is %q, want still pending", st)
+	}
+}
+
+// waitConnected waits until p's Run has its connection up.
+func waitConnected(t *testing.T, p *party, to keys.Contact) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.client.SendLive(context.Background(), to, wire.TypePresence, true) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Run never connected")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
