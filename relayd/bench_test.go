@@ -375,6 +375,12 @@ func runChild(mode string) {
 		fmt.Println(int64(cpu), m.HeapAlloc+m.StackInuse, m.HeapAlloc, m.StackInuse)
 	}
 	pprof.StopCPUProfile()
+	if p := os.Getenv("WSCHAT_RELAYD_CHILD_MEMPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 }
 
 func childBareLinks(b *testing.B, url string, pairs int) []pairLink {
