@@ -32,8 +32,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -211,7 +213,13 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) er
 	defer cancel()
 	ran := s.runInBackground(ctx)
 	defer ran.wait()
-	return s.serveStdio(ctx, in, out)
+	std := server.NewStdioServer(s.mcp)
+	std.SetErrorLogger(log.New(slogWriter{s.log}, "", 0))
+	err := std.Listen(ctx, in, out)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // background is a goroutine that ends when its context does.
@@ -235,6 +243,14 @@ func (b *background) wait() {
 	case <-b.done:
 	case <-time.After(2 * time.Second):
 	}
+}
+
+// slogWriter turns mcp-go's log lines into slog records.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Warn("mcp transport", "msg", strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // limiter is the send limiter of the session ctx belongs to.
