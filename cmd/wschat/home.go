@@ -71,26 +71,51 @@ func (h *homeFlags) relayAddress(f *keys.IdentityFile) (wire.RelayAddress, error
 	return a, nil
 }
 
-// open loads everything a messaging command needs.
+// open loads everything a messaging command needs. The contact book and
+// the store open on a goroutine of their own while the identity loads
+// (mostly key derivation): the three are independent, and a one-shot send
+// would otherwise wait for each in turn. A home without an identity file
+// gets the identity error alone, and no store is made in it.
 func (h *homeFlags) open() (*bridge.Client, *keys.Book, func(), error) {
+	type opened struct {
+		book  *keys.Book
+		store *bridge.Store
+		err   error
+	}
+	openRest := func() (o opened) {
+		if o.book, o.err = keys.OpenBook(h.contactsPath()); o.err == nil {
+			o.store, o.err = bridge.OpenStore(h.storePath(), !h.noHistory)
+		}
+		return o
+	}
+	var rest chan opened
+	if _, err := os.Lstat(h.identityPath()); err == nil {
+		rest = make(chan opened, 1)
+		go func() { rest <- openRest() }()
+	}
 	f, err := h.loadIdentity()
+	var addr wire.RelayAddress
+	if err == nil {
+		addr, err = h.relayAddress(f)
+	}
+	var o opened
+	switch {
+	case rest != nil:
+		o = <-rest
+	case err == nil:
+		o = openRest()
+	}
+	if err == nil {
+		err = o.err
+	}
 	if err != nil {
+		if o.store != nil {
+			o.store.Close()
+		}
 		return nil, nil, nil, err
 	}
-	addr, err := h.relayAddress(f)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	book, err := keys.OpenBook(h.contactsPath())
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	store, err := bridge.OpenStore(h.storePath(), !h.noHistory)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: book, Store: store})
-	return c, book, func() { store.Close() }, nil
+	c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: o.book, Store: o.store})
+	return c, o.book, func() { o.store.Close() }, nil
 }
 
 // lookupContact turns a name into a contact, or a trust failure.
