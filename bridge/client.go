@@ -208,6 +208,43 @@ func (c *Client) Connect(ctx context.Context, receive bool) (*Session, error) {
 	return &Session{c: c, conn: conn, inCusto: map[uint64]Pending{}, notify: make(chan struct{}, 1), custody: make(chan struct{}, 1)}, nil
 }
 
+// dialing is a Connect running on a goroutine of its own, so that other
+// work can go on meanwhile.
+type dialing struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed by the dialing goroutine when s and err are set
+	s      *Session
+	err    error
+}
+
+// connectAhead starts Connect; wait or abandon must follow.
+func (c *Client) connectAhead(ctx context.Context, receive bool) *dialing {
+	ctx, cancel := context.WithCancel(ctx)
+	d := &dialing{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		s, err := c.Connect(ctx, receive)
+		if err == nil && ctx.Err() != nil {
+			s.Close() // abandoned while the handshake ran
+			s, err = nil, ctx.Err()
+		}
+		d.s, d.err = s, err
+	}()
+	return d
+}
+
+// wait returns Connect's result.
+func (d *dialing) wait() (*Session, error) {
+	<-d.done
+	d.cancel()
+	return d.s, d.err
+}
+
+// abandon gives the dial up without waiting for it: the handshake does not
+// watch ctx, so a relay that stalls would hold the caller until the
+// handshake's timeout. The dialing goroutine closes what it still gets.
+func (d *dialing) abandon() { d.cancel() }
+
 // Close closes the connection.
 func (s *Session) Close() error { return s.conn.Close() }
 
@@ -604,9 +641,22 @@ func rankOf(st string) int {
 // connection that got it, which saves the new state in the store right
 // after; the contact's acknowledgement is read from the store.
 func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDelivered bool) (wire.MessageID, string, error) {
+	// Without Run's connection, dial while the message is sealed and put
+	// in the outbox: the handshake and the commit (which may sync the
+	// log) each take about a millisecond. The message goes to the relay
+	// only once it is in the outbox.
+	var dial *dialing
+	c.mu.Lock()
+	if c.active == nil {
+		dial = c.connectAhead(ctx, waitDelivered)
+	}
+	c.mu.Unlock()
 	p, err := c.queue(ctx, to, wire.TypeText, body, waitDelivered)
 	id := p.ID
 	if err != nil {
+		if dial != nil {
+			dial.abandon()
+		}
 		return id, "", err
 	}
 	answered := c.await(id)
@@ -618,13 +668,19 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 	var served chan struct{} // closed when the own connection's Serve has returned
 	var serveErr error       // Serve's error, once served is closed
 	if s != nil {
+		if dial != nil {
+			dial.abandon() // Run's connection came up meanwhile
+		}
 		// Run's connection flushed the outbox when it came up; hand over
 		// just this message (older entries wait for the next flush).
 		if err := s.hand(p); err != nil {
 			return id, StatePending, err
 		}
 	} else {
-		if s, err = c.Connect(ctx, waitDelivered); err != nil {
+		if dial == nil {
+			dial = c.connectAhead(ctx, waitDelivered) // Run's connection went down meanwhile
+		}
+		if s, err = dial.wait(); err != nil {
 			return id, StatePending, err
 		}
 		served = make(chan struct{})

@@ -506,3 +506,57 @@ func waitConnected(t *testing.T, p *party, to keys.Contact) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A Send that cannot reach the relay leaves the message in the outbox.
+func TestSendRelayDown(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	rid, _ := wire.NewRelayIdentity(rand.Reader)
+	addr := wire.RelayAddress{URL: "ws://" + ln.Addr().String() + "/", Key: rid.Public()}
+	ln.Close()
+	w := &world{t: t, relay: addr}
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	toBob, _ := alice.book.Get("bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, st, err := alice.client.Send(ctx, toBob, []byte("later"), false)
+	if err == nil || st != bridge.StatePending {
+		t.Fatalf("send with the relay down: %q %v", st, err)
+	}
+	if out, _ := alice.store.Outbox(ctx); len(out) != 1 || out[0].ID != id {
+		t.Fatalf("outbox holds %+v, want the message", out)
+	}
+}
+
+// A Send whose message cannot be stored returns at once, even while the
+// connection it was dialing is stuck before the handshake.
+func TestSendStoreFailsDropsDial(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	rid, _ := wire.NewRelayIdentity(rand.Reader)
+	w := &world{t: t, relay: wire.RelayAddress{URL: "ws://" + ln.Addr().String() + "/", Key: rid.Public()}}
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	toBob, _ := alice.book.Get("bob")
+	alice.store.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel() // ends the stuck dial when the test is done
+	start := time.Now()
+	if _, _, err := alice.client.Send(ctx, toBob, []byte("lost?"), false); err == nil {
+		t.Fatal("send with a closed store succeeded")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("send took %v", d)
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(time.Second):
+	}
+}
