@@ -209,9 +209,7 @@ func (h *RelayHandshake) Finish(auth []byte) (*AuthResult, error) {
 	if flags&^connFlagsKnown != 0 {
 		return nil, ErrHandshakeFlags
 	}
-	// The es DH with the client's static key gave a non-zero result, so
-	// the key is not of low order: skip that (costly) probe.
-	peer, err := newPublicIdentity(h.hs.PeerStatic(), pl[1:1+KeySize], false)
+	peer, err := NewPublicIdentity(h.hs.PeerStatic(), pl[1:1+KeySize])
 	if err != nil {
 		return nil, fmt.Errorf("client key: %w", err)
 	}
