@@ -115,7 +115,13 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 timed out, 4 trust failure.`,
 	root.AddCommand(newMCPCmd(e, h))
 	topic := &cobra.Command{Use: "environment", Short: "Environment variables: every flag has one"}
 	root.AddCommand(topic)
-	topic.Long = environmentHelp(root)
+	// The list walks every command's flags: made when asked for, not on
+	// every run.
+	help := root.HelpFunc()
+	topic.SetHelpFunc(func(c *cobra.Command, args []string) {
+		c.Long = environmentHelp(root)
+		help(c, args)
+	})
 	// Cobra's own argument errors are usage errors too.
 	for _, c := range root.Commands() {
 		wrapArgs(c)
