@@ -83,7 +83,13 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", addr.URL, err)
 	}
+	// The handshake's reads and writes have ctx's deadline; a cancelled
+	// ctx (a signal, an abandoned dial) closes the connection under them.
+	stop := context.AfterFunc(ctx, func() { ws.NetConn().Close() })
 	c, err := handshake(ctx, ws, addr, id, opt.Receive)
+	if !stop() && ctx.Err() != nil {
+		err = fmt.Errorf("relay handshake: %w", context.Cause(ctx))
+	}
 	if err != nil {
 		ws.Close()
 		return nil, err
