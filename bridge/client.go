@@ -201,7 +201,11 @@ type Session struct {
 // Connect dials the relay. receive says whether this connection takes the
 // identity's incoming messages.
 func (c *Client) Connect(ctx context.Context, receive bool) (*Session, error) {
-	conn, err := Dial(ctx, c.relay, c.id, DialOptions{Receive: receive})
+	return c.connect(ctx, DialOptions{Receive: receive})
+}
+
+func (c *Client) connect(ctx context.Context, opt DialOptions) (*Session, error) {
+	conn, err := Dial(ctx, c.relay, c.id, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +227,9 @@ func (c *Client) connectAhead(ctx context.Context, receive bool) *dialing {
 	d := &dialing{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
-		s, err := c.Connect(ctx, receive)
+		// Early: Send's Flush goes out right behind Auth, a round trip
+		// sooner; Serve's first Read checks the relay's Welcome.
+		s, err := c.connect(ctx, DialOptions{Receive: receive, Early: true})
 		if err == nil && ctx.Err() != nil {
 			s.Close() // abandoned while the handshake ran
 			s, err = nil, ctx.Err()
@@ -695,6 +701,13 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 			<-served
 		}()
 		if _, err := s.Flush(ctx); err != nil {
+			// The frames went out behind Auth: a relay that could not
+			// read it has closed the connection, and Serve knows why.
+			s.Close()
+			<-served
+			if errors.Is(serveErr, ErrRelayAuth) {
+				err = serveErr
+			}
 			return id, StatePending, err
 		}
 	}

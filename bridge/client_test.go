@@ -607,3 +607,25 @@ func acceptKey(req []byte) string {
 	}
 	return ""
 }
+
+// A Send to a relay that does not hold the pinned key fails (its frame
+// went out right behind Auth, and nowhere else) and keeps the message in
+// the outbox.
+func TestSendWrongRelayKey(t *testing.T) {
+	w := newWorld(t)
+	wrong, _ := wire.NewRelayIdentity(rand.Reader)
+	w.relay.Key = wrong.Public()
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	toBob, _ := alice.book.Get("bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, st, err := alice.client.Send(ctx, toBob, []byte("to an impostor?"), false)
+	if err == nil || st != bridge.StatePending {
+		t.Fatalf("send with the wrong relay key: %q %v", st, err)
+	}
+	t.Logf("error: %v", err)
+	if out, _ := alice.store.Outbox(ctx); len(out) != 1 || out[0].ID != id {
+		t.Fatalf("outbox holds %+v, want the message", out)
+	}
+}

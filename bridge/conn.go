@@ -33,9 +33,10 @@ var ErrRelayAuth = errors.New("relay did not authenticate (wrong relay key in th
 // Conn is one authenticated connection to a relay. Send methods may be
 // called from several goroutines; Read from one.
 type Conn struct {
-	ws      *websocket.Conn
-	self    wire.PublicIdentity
-	welcome *wire.Command // static after Dial
+	ws   *websocket.Conn
+	self wire.PublicIdentity
+
+	welcome *wire.Command // owned by the reader: set by Dial, or by the first Read after an early Dial
 
 	nc *netbatch.Conn // under ws: batches for SendBatch
 
@@ -51,10 +52,19 @@ type DialOptions struct {
 	Timeout time.Duration // for the whole handshake; default 10s
 	Header  http.Header   // extra HTTP headers (tests)
 	TLS     *tls.Config   // for wss:// relays; nil: the system's roots
+
+	// Early returns as soon as Auth is written, without waiting for the
+	// relay's Welcome: a frame sent at once saves a round trip
+	// (PROTOCOL.md §4). The first Read checks the Welcome and fails with
+	// ErrRelayAuth if the relay did not prove its key; until then nothing
+	// from the relay is trusted, and frames sent go nowhere else (only the
+	// holder of the relay key can unblind them).
+	Early bool
 }
 
 // Dial connects to the relay at addr, runs the handshake as id, and waits
-// for the relay's Welcome, which proves the relay holds addr's key.
+// for the relay's Welcome, which proves the relay holds addr's key (unless
+// opt.Early).
 func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt DialOptions) (*Conn, error) {
 	if opt.Timeout == 0 {
 		opt.Timeout = 10 * time.Second
@@ -86,7 +96,7 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 	// The handshake's reads and writes have ctx's deadline; a cancelled
 	// ctx (a signal, an abandoned dial) closes the connection under them.
 	stop := context.AfterFunc(ctx, func() { ws.NetConn().Close() })
-	c, err := handshake(ctx, ws, addr, id, opt.Receive)
+	c, err := handshake(ctx, ws, addr, id, opt.Receive, opt.Early)
 	if !stop() && ctx.Err() != nil {
 		err = fmt.Errorf("relay handshake: %w", context.Cause(ctx))
 	}
@@ -98,7 +108,7 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 	return c, nil
 }
 
-func handshake(ctx context.Context, ws *websocket.Conn, addr wire.RelayAddress, id *wire.Identity, receive bool) (*Conn, error) {
+func handshake(ctx context.Context, ws *websocket.Conn, addr wire.RelayAddress, id *wire.Identity, receive, early bool) (*Conn, error) {
 	deadline, _ := ctx.Deadline()
 	ws.SetReadDeadline(deadline)
 	ws.SetWriteDeadline(deadline)
@@ -122,32 +132,47 @@ func handshake(ctx context.Context, ws *websocket.Conn, addr wire.RelayAddress, 
 		return nil, fmt.Errorf("sending auth: %w", err)
 	}
 	ws.SetReadLimit(wire.MaxFrameSize)
-	_, frame, err := ws.ReadMessage()
+	c := &Conn{ws: ws, self: id.Public(), send: sess.Send, recv: sess.Recv}
+	if !early {
+		if err := c.readWelcome(); err != nil {
+			return nil, err
+		}
+	}
+	ws.SetReadDeadline(time.Time{})
+	ws.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
+// readWelcome reads the relay's first frame, which must be a Welcome
+// that opens under the session keys and names our routing id.
+func (c *Conn) readWelcome() error {
+	_, frame, err := c.ws.ReadMessage()
 	if err != nil {
 		// A relay that cannot read Auth (another key) closes the connection.
 		var ce *websocket.CloseError
 		if errors.As(err, &ce) && ce.Code == websocket.ClosePolicyViolation {
-			return nil, ErrRelayAuth
+			return ErrRelayAuth
 		}
-		return nil, fmt.Errorf("waiting for the relay's welcome: %w", err)
+		return fmt.Errorf("waiting for the relay's welcome: %w", err)
 	}
-	h, err := sess.Recv.OpenHeader(frame)
+	h, err := c.recv.OpenHeader(frame)
 	if err != nil || !h.ID.IsRelay() {
-		return nil, ErrRelayAuth
+		return ErrRelayAuth
 	}
-	w, err := sess.Recv.OpenCommand(h, frame)
+	w, err := c.recv.OpenCommand(h, frame)
 	if err != nil || w.Op != wire.OpWelcome {
-		return nil, ErrRelayAuth
+		return ErrRelayAuth
 	}
-	if w.ID != id.Public().ID() {
-		return nil, fmt.Errorf("relay computed routing id %s, want %s", w.ID, id.Public().ID())
+	if w.ID != c.self.ID() {
+		return fmt.Errorf("relay computed routing id %s, want %s", w.ID, c.self.ID())
 	}
-	ws.SetReadDeadline(time.Time{})
-	ws.SetWriteDeadline(time.Time{})
-	return &Conn{ws: ws, self: id.Public(), welcome: w, send: sess.Send, recv: sess.Recv}, nil
+	c.welcome = w
+	return nil
 }
 
 // Welcome is the relay's Welcome command (its clock, its frame limit).
+// After an early Dial it is nil until the first Read; call it from the
+// reader.
 func (c *Conn) Welcome() *wire.Command { return c.welcome }
 
 // SendData sends a data frame to a peer and returns its index, which the
@@ -235,6 +260,11 @@ type Incoming struct {
 // Read returns the next frame. A frame that does not authenticate, or any
 // read error, ends the connection.
 func (c *Conn) Read() (Incoming, error) {
+	if c.welcome == nil {
+		if err := c.readWelcome(); err != nil {
+			return Incoming{}, err
+		}
+	}
 	for {
 		mt, frame, err := c.ws.ReadMessage()
 		if err != nil {

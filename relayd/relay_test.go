@@ -405,6 +405,54 @@ func TestWrongRelayKey(t *testing.T) {
 	}
 }
 
+// An early Dial sends its frame right behind Auth: the relay routes it,
+// and the first Read checks the Welcome. With the wrong relay key the
+// dial itself succeeds, the frame goes nowhere, and that first Read fails.
+func TestEarlyDial(t *testing.T) {
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer r.stop()
+	alice, bob := newIdentity(t), newIdentity(t)
+	ac, err := bridge.Dial(context.Background(), r.addr, alice, bridge.DialOptions{Early: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if ac.Welcome() != nil {
+		t.Fatal("early dial waited for the welcome")
+	}
+	idx, err := ac.SendData(bob.Public().ID(), 0, body(5))
+	if err != nil || idx != 0 {
+		t.Fatalf("first frame: index %d, %v", idx, err)
+	}
+	if e := custody(t, ac); e.Index != idx || e.Status != wire.StatusStored {
+		t.Fatalf("custody %+v", e)
+	}
+	if w := ac.Welcome(); w == nil || w.ID != alice.Public().ID() {
+		t.Fatalf("welcome after the first read: %+v", w)
+	}
+	bc := dial(t, r, bob, true)
+	if in := readData(t, bc); in.Body[1] != 5 || in.Header.ID != alice.Public().ID() {
+		t.Fatalf("bob got %+v", in.Header)
+	}
+
+	addr := r.addr
+	addr.Key = newRelayKey(t).Public()
+	wc, err := bridge.Dial(context.Background(), addr, alice, bridge.DialOptions{Early: true})
+	if err != nil {
+		t.Fatalf("early dial with the wrong key: %v (the relay's answer comes later)", err)
+	}
+	defer wc.Close()
+	wc.SendData(bob.Public().ID(), 0, body(6))
+	wc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if in, err := wc.Read(); err == nil {
+		t.Fatalf("read from a relay that could not read Auth: %+v", in)
+	}
+	bc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if in, err := bc.Read(); err == nil && in.Command == nil {
+		t.Fatalf("the frame behind a bad Auth was routed: %+v", in)
+	}
+}
+
 // A relay restart loses nothing it stored or had delivered unacknowledged.
 func TestRestartKeepsFrames(t *testing.T) {
 	dir := t.TempDir()
