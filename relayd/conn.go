@@ -270,6 +270,12 @@ func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *
 		return nil
 	}
 	c.s.metrics.frameIn(len(frame))
+	// Start this connection's writer before routing starts the
+	// recipients': the runtime runs the goroutine started last first, and
+	// the frame to the recipient should leave before the custody answer.
+	c.mu.Lock()
+	c.kickLocked()
+	c.mu.Unlock()
 	e := c.s.route(c, h, frame[wire.FrameHeaderSize:], now)
 	c.mu.Lock()
 	c.custody = append(c.custody, e)
