@@ -246,9 +246,9 @@ func (d *dialing) wait() (*Session, error) {
 	return d.s, d.err
 }
 
-// abandon gives the dial up without waiting for it: the handshake does not
-// watch ctx, so a relay that stalls would hold the caller until the
-// handshake's timeout. The dialing goroutine closes what it still gets.
+// abandon gives the dial up without waiting for it: cancelling ends the
+// handshake (Dial closes the connection under it), and the dialing
+// goroutine closes what it may still get.
 func (d *dialing) abandon() { d.cancel() }
 
 // Close closes the connection.
