@@ -27,8 +27,14 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	return newWorldLimits(t, relayd.MailboxLimits{})
+}
+
+// newWorldLimits is newWorld with the relay's mailbox limited.
+func newWorldLimits(t *testing.T, limits relayd.MailboxLimits) *world {
+	t.Helper()
 	rid, _ := wire.NewRelayIdentity(rand.Reader)
-	mb := relayd.NewMemoryMailbox(relayd.MailboxLimits{})
+	mb := relayd.NewMemoryMailbox(limits)
 	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: mb})
 	if err != nil {
 		t.Fatal(err)
@@ -319,19 +325,7 @@ func TestLiveAndRead(t *testing.T) {
 
 // A refusal on Run's connection reaches Send at once (not at its timeout).
 func TestSendRefusedOnRunConnection(t *testing.T) {
-	rid, _ := wire.NewRelayIdentity(rand.Reader)
-	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 1})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ln)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx, 0)
-	}()
-	w := &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/")}
+	w := newWorldLimits(t, relayd.MailboxLimits{MaxFrames: 1})
 	alice, bob := w.party("alice"), w.party("bob")
 	befriend(t, alice, bob, "alice", "bob")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -348,7 +342,7 @@ func TestSendRefusedOnRunConnection(t *testing.T) {
 		t.Fatalf("first: %q %v", st, err)
 	}
 	start := time.Now()
-	_, _, err = alice.client.Send(sctx, toBob, []byte("two"), false)
+	_, _, err := alice.client.Send(sctx, toBob, []byte("two"), false)
 	if err == nil || !strings.Contains(err.Error(), "mailbox_full") || time.Since(start) > 5*time.Second {
 		t.Fatalf("second, over the quota: %v after %v", err, time.Since(start))
 	}
@@ -466,19 +460,7 @@ func TestSendTwoClientsOneIdentity(t *testing.T) {
 
 // A refusal reaches a Send on its own connection at once, too.
 func TestSendRefusedOnOwnConnection(t *testing.T) {
-	rid, _ := wire.NewRelayIdentity(rand.Reader)
-	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 1})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ln)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx, 0)
-	}()
-	w := &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/")}
+	w := newWorldLimits(t, relayd.MailboxLimits{MaxFrames: 1})
 	alice, bob := w.party("alice"), w.party("bob")
 	befriend(t, alice, bob, "alice", "bob")
 	toBob, _ := alice.book.Get("bob")

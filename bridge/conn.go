@@ -12,7 +12,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -80,15 +79,7 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 		TLSClientConfig:  opt.TLS,
 	}
 	var nc *netbatch.Conn
-	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var nd net.Dialer
-		c, err := nd.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		nc = netbatch.New(c)
-		return nc, nil
-	}
+	d.NetDialContext = netbatch.Dialer(func(c *netbatch.Conn) { nc = c })
 	ws, _, err := d.DialContext(ctx, addr.URL, opt.Header)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", addr.URL, err)

@@ -70,7 +70,7 @@ func newBare(batched bool) *bareForwarder {
 func (f *bareForwarder) serve(ln net.Listener) {
 	up := websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096}
 	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hj := &benchHijacker{ResponseWriter: w}
+		hj := &netbatch.Hijacker{ResponseWriter: w}
 		ws, err := up.Upgrade(hj, r, nil)
 		if err != nil {
 			return
@@ -78,7 +78,7 @@ func (f *bareForwarder) serve(ln net.Listener) {
 		if r.URL.Query().Get("r") == "recv" {
 			k64, _ := strconv.ParseUint(r.URL.Query().Get("k"), 10, 8)
 			k := byte(k64)
-			rc := &bareReceiver{ws: ws, nc: hj.conn}
+			rc := &bareReceiver{ws: ws, nc: hj.Conn}
 			if f.batched {
 				rc.queue = make(chan []byte, 1024)
 				go func() {
@@ -134,21 +134,6 @@ func (f *bareForwarder) serve(ln net.Listener) {
 			}
 		}()
 	}))
-}
-
-// benchHijacker gives gorilla's Upgrade a netbatch.Conn, as the relay's
-// hijacker does.
-type benchHijacker struct {
-	http.ResponseWriter
-	conn *netbatch.Conn
-}
-
-func (h *benchHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := h.ResponseWriter.(http.Hijacker).Hijack()
-	if err == nil {
-		h.conn = netbatch.New(c)
-	}
-	return h.conn, brw, err
 }
 
 // pairLink is one sender/receiver pair, as send and receive functions.
@@ -393,13 +378,7 @@ func childBareLinks(b *testing.B, url string, pairs int) []pairLink {
 		}
 		// The sender batches its bursts as bridge.Conn.SendBatch does.
 		var nc *netbatch.Conn
-		d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := new(net.Dialer).DialContext(ctx, network, addr)
-			if err == nil {
-				nc = netbatch.New(c)
-			}
-			return nc, err
-		}}
+		d := websocket.Dialer{NetDialContext: netbatch.Dialer(func(c *netbatch.Conn) { nc = c })}
 		sc, _, err := d.Dial(url+"?r=send", nil)
 		if err != nil {
 			b.Fatal(err)

@@ -76,17 +76,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
 		return
 	}
-	hj := &hijacker{ResponseWriter: w}
+	// The connection's writer batches on the netbatch.Conn under ws.
+	hj := &netbatch.Hijacker{ResponseWriter: w}
 	ws, err := s.upgrade.Upgrade(hj, r, nil)
 	if err != nil {
-		if ws == nil && hj.conn != nil {
-			hj.conn.Close()
+		if ws == nil && hj.Conn != nil {
+			hj.Conn.Close()
 		}
 		s.ips.release(ip)
 		s.metrics.refused(wire.ReasonHandshakeFailed)
 		return
 	}
-	c := &conn{s: s, ws: ws, bc: hj.conn, ip: ip}
+	c := &conn{s: s, ws: ws, bc: hj.Conn, ip: ip}
 	c.lastRead.Store(s.now().UnixNano())
 	s.mu.Lock()
 	if s.closing.Load() {

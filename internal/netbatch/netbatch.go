@@ -6,7 +6,11 @@
 package netbatch
 
 import (
+	"bufio"
+	"context"
+	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -108,4 +112,42 @@ func (b *Conn) flushLocked() error {
 	_, err := b.Conn.Write(*b.buf)
 	*b.buf = (*b.buf)[:0]
 	return err
+}
+
+// Dialer returns a NetDialContext for a WebSocket dialer: it dials TCP,
+// wraps the connection in a Conn and hands that to got before the
+// WebSocket library sees it.
+func Dialer(got func(*Conn)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		b := New(c)
+		got(b)
+		return b, nil
+	}
+}
+
+// Hijacker hands a WebSocket upgrader a Conn instead of the raw
+// connection: give the upgrader a Hijacker around the ResponseWriter, and
+// find the Conn in it after the upgrade.
+type Hijacker struct {
+	http.ResponseWriter
+	Conn *Conn // set by Hijack
+}
+
+// Hijack takes over the connection, as http.Hijacker does, and wraps it.
+func (h *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("connection cannot be hijacked")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.Conn = New(c)
+	return h.Conn, brw, nil
 }

@@ -2,7 +2,10 @@ package netbatch
 
 import (
 	"bytes"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +25,8 @@ func (r *recorder) Write(p []byte) (int, error) {
 	r.writes = append(r.writes, bytes.Clone(p))
 	return len(p), nil
 }
+
+func (r *recorder) SetDeadline(time.Time) error { return nil }
 
 func (r *recorder) SetWriteDeadline(time.Time) error {
 	r.mu.Lock()
@@ -95,6 +100,14 @@ func TestWriteDeadlineOnce(t *testing.T) {
 	if r.deadlines != 3 {
 		t.Fatalf("%d deadline updates reached the connection, want 3", r.deadlines)
 	}
+	// SetDeadline sets the write deadline too: the same one after it is
+	// skipped, another is not.
+	c.SetDeadline(d)
+	c.SetWriteDeadline(d)
+	c.SetWriteDeadline(time.Time{})
+	if r.deadlines != 4 {
+		t.Fatalf("%d deadline updates reached the connection, want 4", r.deadlines)
+	}
 }
 
 // TestConcurrent writes from a batching writer and from another goroutine
@@ -142,5 +155,40 @@ func TestConcurrent(t *testing.T) {
 	}
 	if n := bytes.Count(all, []byte("<ctl>")); n != 100 {
 		t.Errorf("%d control writes arrived, want 100", n)
+	}
+}
+
+// A Hijacker gives the server a Conn, and Dialer the client: a batch the
+// server writes arrives whole at the client.
+func TestHijackerAndDialer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &Hijacker{ResponseWriter: w}
+		c, _, err := hj.Hijack()
+		if err != nil || c != hj.Conn {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		defer c.Close()
+		hj.Conn.Begin()
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"))
+		c.Write([]byte("ok"))
+		if err := hj.Conn.Flush(); err != nil {
+			t.Error(err)
+		}
+	}))
+	defer srv.Close()
+	var got *Conn
+	client := &http.Client{Transport: &http.Transport{DialContext: Dialer(func(c *Conn) { got = c })}}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" || got == nil {
+		t.Fatalf("body %q, dialed conn %v", body, got)
+	}
+	if _, _, err := (&Hijacker{ResponseWriter: httptest.NewRecorder()}).Hijack(); err == nil {
+		t.Fatal("hijacked a writer that cannot be hijacked")
 	}
 }
