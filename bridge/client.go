@@ -30,6 +30,9 @@ type Client struct {
 	changed  chan struct{}                           // closed and replaced (under mu) when the store changes
 	onLive   func(Live)                              // guarded by mu: receives typing and presence
 	awaiting map[wire.MessageID]chan<- custodyAnswer // guarded by mu: Sends waiting for the relay's answer, by message
+
+	finishing sync.WaitGroup // what Sends left running when they returned; Close waits
+	finishErr error          // guarded by mu: the first failure of that work
 }
 
 // custodyAnswer is the relay's answer about one message, as a Session
@@ -163,24 +166,52 @@ func (c *Client) Queue(ctx context.Context, to keys.Contact, typ wire.MessageTyp
 
 // queue is Queue, returning the outbox entry.
 func (c *Client) queue(ctx context.Context, to keys.Contact, typ wire.MessageType, body []byte, waitAck bool) (Pending, error) {
-	p, err := c.pair(to.Public)
+	p, m, err := c.seal(to, typ, body, waitAck)
 	if err != nil {
 		return Pending{}, err
+	}
+	if _, err := c.store.AddOutgoing(ctx, to.Public, m, p.Envelope, 0, waitAck, m.SentAt); err != nil {
+		return Pending{}, err
+	}
+	return p, nil
+}
+
+// seal makes the outbox entry for a message, not yet saved.
+func (c *Client) seal(to keys.Contact, typ wire.MessageType, body []byte, waitAck bool) (Pending, *wire.Message, error) {
+	p, err := c.pair(to.Public)
+	if err != nil {
+		return Pending{}, nil, err
 	}
 	id, err := wire.NewMessageID(rand.Reader)
 	if err != nil {
-		return Pending{}, err
+		return Pending{}, nil, err
 	}
-	now := c.now()
-	m := &wire.Message{ID: id, SentAt: now, Type: typ, Body: body}
+	m := &wire.Message{ID: id, SentAt: c.now(), Type: typ, Body: body}
 	env, err := p.Seal(nil, m, rand.Reader)
 	if err != nil {
-		return Pending{}, err
+		return Pending{}, nil, err
 	}
-	if _, err := c.store.AddOutgoing(ctx, to.Public, m, env, 0, waitAck, now); err != nil {
-		return Pending{}, err
-	}
-	return Pending{ID: id, PeerFP: to.Public.Fingerprint(), To: to.Public.ID(), Envelope: env, WaitAck: waitAck}, nil
+	return Pending{ID: id, PeerFP: to.Public.Fingerprint(), To: to.Public.ID(), Envelope: env, WaitAck: waitAck}, m, nil
+}
+
+// saving is an outbox entry being committed on a goroutine of its own.
+type saving struct {
+	done chan struct{} // closed by the saving goroutine once err is set
+	err  error
+}
+
+// saveAhead starts committing p (sealed from m) to the outbox and marks
+// p as being saved. The commit outlives ctx's cancellation: a message
+// that may be on its way must not vanish from the outbox.
+func (c *Client) saveAhead(ctx context.Context, to wire.PublicIdentity, m *wire.Message, p *Pending) *saving {
+	sv := &saving{done: make(chan struct{})}
+	p.saved = sv.done
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		defer close(sv.done)
+		_, sv.err = c.store.AddOutgoing(ctx, to, m, p.Envelope, 0, p.WaitAck, m.SentAt)
+	}()
+	return sv
 }
 
 // Session is one connection to the relay, with the bookkeeping that
@@ -395,6 +426,9 @@ func (s *Session) command(ctx context.Context, cmd *wire.Command, refused func(R
 			// outbox row stays until then, so a crash in between sends
 			// the message again (shown once), never loses it.
 			s.c.answer(p.ID, a)
+			if p.saved != nil {
+				<-p.saved // Send's commit of the entry may still be running
+			}
 			if a.state != "" {
 				s.c.store.SetState(ctx, p.PeerFP, p.ID, a.state)
 			} else if refused != nil {
@@ -643,36 +677,69 @@ func rankOf(st string) int {
 // and its last known state; on ErrNotConfirmed or a connection error the
 // message stays in the outbox for the next connection.
 //
+// The message goes to the relay while it is committed to the outbox, so
+// the commit's syncs and the round trip overlap. A failing Send returns
+// only once the outbox has the message (or with the error that kept it
+// out). A Send that succeeds returns as soon as the relay's answer is in
+// and leaves the rest running: the commit, then saving the answer, then
+// closing its own connection. Close waits for that work.
+//
 // The relay's custody answer (or refusal) reaches Send directly from the
 // connection that got it, which saves the new state in the store right
 // after; the contact's acknowledgement is read from the store.
 func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDelivered bool) (wire.MessageID, string, error) {
-	// Without Run's connection, dial while the message is sealed and put
-	// in the outbox: the handshake and the commit (which may sync the
-	// log) each take about a millisecond. The message goes to the relay
-	// only once it is in the outbox.
+	// Without Run's connection, dial while the message is sealed: the
+	// handshake takes about a millisecond.
 	var dial *dialing
 	c.mu.Lock()
 	if c.active == nil {
 		dial = c.connectAhead(ctx, waitDelivered)
 	}
 	c.mu.Unlock()
-	p, err := c.queue(ctx, to, wire.TypeText, body, waitDelivered)
-	id := p.ID
+	p, m, err := c.seal(to, wire.TypeText, body, waitDelivered)
+	var older []Pending // what the outbox held before, for the own connection
+	if err == nil && dial != nil {
+		// Read now: the commit below holds the store's one connection.
+		older, err = c.store.Outbox(ctx)
+	}
 	if err != nil {
 		if dial != nil {
 			dial.abandon()
 		}
-		return id, "", err
+		return p.ID, "", err
 	}
-	answered := c.await(id)
+	id := p.ID
+	answered := c.await(id) // before the message can reach the relay
 	defer c.forget(id)
+	saved := c.saveAhead(ctx, to.Public, m, &p)
+
+	var own *Session         // the connection Send opened, if it did
+	var served chan struct{} // closed when own's Serve has returned
+	var serveErr error       // Serve's error, once served is closed
+	// finish waits for the commit, then closes the own connection: Serve
+	// first saves the answer it holds, which needs the committed entry.
+	finish := func() error {
+		<-saved.done
+		if own != nil {
+			own.Close()
+			<-served
+		}
+		if saved.err != nil {
+			return fmt.Errorf("saving message %s: %w", id, saved.err)
+		}
+		return nil
+	}
+	fail := func(st string, err error) (wire.MessageID, string, error) {
+		if ferr := finish(); ferr != nil {
+			return id, "", ferr // not in the outbox after all
+		}
+		return id, st, err
+	}
+
 	c.mu.Lock()
 	s := c.active
 	var changed <-chan struct{} = c.changed // taken before the hand-over: its answer cannot be missed
 	c.mu.Unlock()
-	var served chan struct{} // closed when the own connection's Serve has returned
-	var serveErr error       // Serve's error, once served is closed
 	if s != nil {
 		if dial != nil {
 			dial.abandon() // Run's connection came up meanwhile
@@ -680,35 +747,37 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 		// Run's connection flushed the outbox when it came up; hand over
 		// just this message (older entries wait for the next flush).
 		if err := s.hand(p); err != nil {
-			return id, StatePending, err
+			return fail(StatePending, err)
 		}
 	} else {
 		if dial == nil {
 			dial = c.connectAhead(ctx, waitDelivered) // Run's connection went down meanwhile
 		}
-		if s, err = dial.wait(); err != nil {
-			return id, StatePending, err
+		if own, err = dial.wait(); err != nil {
+			return fail(StatePending, err)
 		}
 		served = make(chan struct{})
+		sctx := context.WithoutCancel(ctx) // finish ends Serve, after the answer is saved
 		go func() {
 			defer close(served)
-			serveErr = s.Serve(ctx, nil)
+			serveErr = own.Serve(sctx, nil)
 		}()
-		// Closing ends Serve, which first saves the answer in hand: the
-		// process may exit as soon as Send returns.
-		defer func() {
-			s.Close()
-			<-served
-		}()
-		if _, err := s.Flush(ctx); err != nil {
+		// The older entries first, in order: the relay answers in order,
+		// so their answers are saved before this message's.
+		for _, o := range append(older, p) {
+			if err = own.hand(o); err != nil {
+				break
+			}
+		}
+		if err != nil {
 			// The frames went out behind Auth: a relay that could not
 			// read it has closed the connection, and Serve knows why.
-			s.Close()
+			own.Close()
 			<-served
 			if errors.Is(serveErr, ErrRelayAuth) {
 				err = serveErr
 			}
-			return id, StatePending, err
+			return fail(StatePending, err)
 		}
 	}
 	fp := to.Public.Fingerprint()
@@ -719,6 +788,15 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 			done = st == StateDelivered || st == StateRead
 		}
 		if done {
+			c.finishing.Go(func() {
+				if err := finish(); err != nil {
+					c.mu.Lock()
+					if c.finishErr == nil {
+						c.finishErr = err
+					}
+					c.mu.Unlock()
+				}
+			})
 			return id, st, nil
 		}
 		var storeChanged <-chan struct{}
@@ -729,27 +807,38 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 		case a := <-answered:
 			answered = nil
 			if a.state == "" {
-				return id, st, fmt.Errorf("the relay refused the message: %s", a.reason)
+				return fail(st, fmt.Errorf("the relay refused the message: %s", a.reason))
 			}
 			if rankOf(a.state) > rankOf(st) {
 				st = a.state
 			}
 		case <-storeChanged:
 			changed = c.Changed()
-			saved, err := c.store.State(ctx, fp, id)
+			got, err := c.store.State(ctx, fp, id)
 			if err != nil {
-				return id, st, err
+				return fail(st, err)
 			}
-			if rankOf(saved) > rankOf(st) {
-				st = saved
+			if rankOf(got) > rankOf(st) {
+				st = got
 			}
 		case <-served:
 			if ctx.Err() != nil {
-				return id, st, ErrNotConfirmed
+				return fail(st, ErrNotConfirmed)
 			}
-			return id, st, fmt.Errorf("connection to the relay lost: %w", serveErr)
+			return fail(st, fmt.Errorf("connection to the relay lost: %w", serveErr))
 		case <-ctx.Done():
-			return id, st, ErrNotConfirmed
+			return fail(st, ErrNotConfirmed)
 		}
 	}
+}
+
+// Close waits for the work that Sends left running when they returned
+// (see Send) and reports the first failure of it: a message the relay
+// took that could not be saved here. It closes neither the store nor
+// the book, which belong to the caller, who closes them after.
+func (c *Client) Close() error {
+	c.finishing.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.finishErr
 }

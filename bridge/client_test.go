@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -348,24 +349,97 @@ func TestSendRefusedOnRunConnection(t *testing.T) {
 	}
 }
 
-// Send over its own connection returns once the relay has custody, and by
-// then the store says so too: the process may exit at once.
+// Send over its own connection returns once the relay has custody, and
+// once Close has returned the store says so too, even though Send's
+// context ended at once (as a CLI's does): the process may exit then.
 func TestSendOwnConnectionSavesState(t *testing.T) {
 	w := newWorld(t)
 	alice, bob := w.party("alice"), w.party("bob")
 	befriend(t, alice, bob, "alice", "bob")
 	toBob, _ := alice.book.Get("bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	id, st, err := alice.client.Send(ctx, toBob, []byte("hi"), false)
+	cancel()
 	if err != nil || st != bridge.StateStored {
 		t.Fatalf("send: %q %v", st, err)
 	}
+	if err := alice.client.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	ctx = context.Background()
 	if saved, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); saved != bridge.StateStored {
-		t.Fatalf("store says %q after Send returned", saved)
+		t.Fatalf("store says %q after Close returned", saved)
 	}
 	if out, _ := alice.store.Outbox(ctx); len(out) != 0 {
 		t.Fatalf("outbox still holds %d entries", len(out))
+	}
+}
+
+// Send does not wait for the outbox commit: with the store's write lock
+// held by another process, the relay's answer still comes back. Once the
+// lock is free, Close waits for the commit and for saving the answer.
+func TestSendOverlapsCommit(t *testing.T) {
+	w := newWorld(t)
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	toBob, _ := alice.book.Get("bob")
+	other, err := sql.Open("sqlite", "file:"+filepath.Join(alice.dir, "messages.db")+"?_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	lock, err := other.Begin() // BEGIN IMMEDIATE: the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id, st, err := alice.client.Send(ctx, toBob, []byte("hi"), false)
+	if err != nil || st != bridge.StateStored {
+		lock.Rollback()
+		t.Fatalf("send while the store is locked: %q %v", st, err)
+	}
+	lock.Rollback()
+	if err := alice.client.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	ctx = context.Background()
+	if got, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); got != bridge.StateStored {
+		t.Fatalf("store says %q after Close", got)
+	}
+	if out, _ := alice.store.Outbox(ctx); len(out) != 0 {
+		t.Fatalf("outbox still holds %d entries", len(out))
+	}
+}
+
+// A Send over its own connection takes what the outbox held along, ahead
+// of its own message, and the answers for all of them are saved.
+func TestSendTakesOlderOutbox(t *testing.T) {
+	w := newWorld(t)
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	toBob, _ := alice.book.Get("bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := alice.client.Queue(ctx, toBob, wire.TypeText, []byte("first"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _, err := alice.client.Send(ctx, toBob, []byte("second"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.client.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []wire.MessageID{first, second} {
+		if got, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); got != bridge.StateStored {
+			t.Errorf("message %s: state %q, want stored", id, got)
+		}
+	}
+	got := receive(t, bob, 2, 5*time.Second)
+	if len(got) != 2 || string(got[0].Body) != "first" || string(got[1].Body) != "second" {
+		t.Fatalf("bob got %+v, want first then second", got)
 	}
 }
 

@@ -281,6 +281,11 @@ type Pending struct {
 	Envelope []byte
 	Flags    byte
 	WaitAck  bool
+
+	// saved is closed once the entry is committed to the outbox, when Send
+	// hands it to the relay while the commit runs; nil for an entry read
+	// from the outbox. Its state may be saved only after that.
+	saved <-chan struct{}
 }
 
 // Outbox lists what waits to be handed to the relay, oldest first.

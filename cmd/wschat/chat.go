@@ -155,7 +155,7 @@ func openChatClient(h *homeFlags, logger *slog.Logger) (*keys.IdentityFile, *bri
 		return nil, nil, nil, nil, err
 	}
 	c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: book, Store: store, Logger: logger})
-	return f, c, book, func() { store.Close() }, nil
+	return f, c, book, func() { c.Close(); store.Close() }, nil
 }
 
 // runChatLines is chat without a terminal: stdin's lines go to the contact

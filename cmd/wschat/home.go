@@ -76,7 +76,9 @@ func (h *homeFlags) relayAddress(f *keys.IdentityFile) (wire.RelayAddress, error
 // (mostly key derivation): the three are independent, and a one-shot send
 // would otherwise wait for each in turn. A home without an identity file
 // gets the identity error alone, and no store is made in it.
-func (h *homeFlags) open() (*bridge.Client, *keys.Book, func(), error) {
+// The returned function waits for the client's remaining work, closes the
+// store, and reports the first failure of that work (see Client.Close).
+func (h *homeFlags) open() (*bridge.Client, *keys.Book, func() error, error) {
 	type opened struct {
 		book  *keys.Book
 		store *bridge.Store
@@ -115,7 +117,12 @@ func (h *homeFlags) open() (*bridge.Client, *keys.Book, func(), error) {
 		return nil, nil, nil, err
 	}
 	c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: o.book, Store: o.store})
-	return c, o.book, func() { o.store.Close() }, nil
+	closeAll := func() error {
+		err := c.Close() // what Send left running uses the store
+		o.store.Close()
+		return err
+	}
+	return c, o.book, closeAll, nil
 }
 
 // lookupContact turns a name into a contact, or a trust failure.

@@ -109,6 +109,7 @@ func runMCP(cmd *cobra.Command, e *env, h *homeFlags, o *mcpOptions) error {
 	}
 	defer store.Close()
 	client := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: book, Store: store, Logger: log})
+	defer client.Close() // before the store closes: sends finish saving
 	srv, err := mcp.New(mcp.Config{Client: client, Book: book, Self: f, Logger: log, Version: version,
 		Options: mcp.Options{Allow: o.allow, ReadOnly: o.readOnly, MaxText: o.maxText, SendRate: o.rate, SendBurst: o.burst}})
 	if errors.Is(err, keys.ErrUnknownContact) || errors.Is(err, keys.ErrInvalidContactName) {

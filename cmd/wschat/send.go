@@ -84,6 +84,11 @@ func runSend(ctx context.Context, e *env, h *homeFlags, to string, body []byte, 
 	switch {
 	case err == nil:
 		fmt.Fprintln(e.stdout, id)
+		if err := closeAll(); err != nil {
+			// The relay has the message: it is sent, only this side's
+			// copy is missing. Custody is what exit 0 promises.
+			fmt.Fprintf(e.stderr, "wschat: warning: sent, but not recorded here: %s\n", err)
+		}
 		return nil
 	case errors.Is(err, bridge.ErrNotConfirmed), ctx.Err() != nil:
 		return errTimedOut
