@@ -164,52 +164,28 @@ func encryptIdentity(plain, passphrase []byte, workFactor int) ([]byte, error) {
 // passphrase is nil or gives an empty passphrase); ErrWrongPassphrase;
 // ErrWorkFactor (refused before any scrypt work); or passphrase's own error.
 func Load(path string, passphrase func() ([]byte, error)) (*IdentityFile, error) {
-	f, derive, err := LoadDeferred(path, passphrase)
-	if err != nil {
-		return nil, err
-	}
-	if err := derive(); err != nil {
-		return nil, err
-	}
-	return f, nil
-}
-
-// LoadDeferred is Load with the key derivation left to derive, which sets
-// f.Identity. The derivation is most of Load's work in a fresh process
-// (about 0.7 ms, mostly the Ed25519 base-point table), so a caller can
-// first start what needs only f.Name or f.Relay, such as connecting to
-// the relay. derive may be called once; its errors are Load's.
-func LoadDeferred(path string, passphrase func() ([]byte, error)) (f *IdentityFile, derive func() error, err error) {
 	data, err := readFileLimited(path, MaxEncryptedIdentityFileSize, 0o077)
 	if err != nil {
 		var perr *InsecurePermissionsError
 		if errors.As(err, &perr) || errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("identity file: %w", err)
+			return nil, fmt.Errorf("identity file: %w", err)
 		}
-		return nil, nil, fmt.Errorf("identity file %q: %w", path, err)
+		return nil, fmt.Errorf("identity file %q: %w", path, err)
 	}
 	defer clear(data)
 	if bytes.HasPrefix(data, []byte(armor.Header)) {
 		plain, err := decryptIdentity(data, passphrase)
 		if err != nil {
-			return nil, nil, fmt.Errorf("identity file %q: %w", path, err)
+			return nil, fmt.Errorf("identity file %q: %w", path, err)
 		}
 		defer clear(plain)
 		data = plain
 	}
-	f, seeds, err := parseIdentity(data)
+	f, err := ParseIdentity(data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("identity file %q: %w", path, err)
+		return nil, fmt.Errorf("identity file %q: %w", path, err)
 	}
-	derive = func() error {
-		defer clear(seeds[0][:])
-		defer clear(seeds[1][:])
-		if err := f.derive(seeds); err != nil {
-			return fmt.Errorf("identity file %q: %w", path, err)
-		}
-		return nil
-	}
-	return f, derive, nil
+	return f, nil
 }
 
 func decryptIdentity(data []byte, passphrase func() ([]byte, error)) ([]byte, error) {
@@ -372,46 +348,15 @@ func isDigits(s string) bool {
 // line and reason, never a secret), ErrUnsupportedVersion, or
 // ErrPassphraseRequired when b is the encrypted form.
 func ParseIdentity(b []byte) (*IdentityFile, error) {
-	f, seeds, err := parseIdentity(b)
-	defer clear(seeds[0][:])
-	defer clear(seeds[1][:])
-	if err != nil {
-		return nil, err
-	}
-	if err := f.derive(seeds); err != nil {
-		return nil, err
-	}
-	return f, nil
-}
-
-// derive sets f.Identity from the seeds.
-func (f *IdentityFile) derive(seeds [2][wire.KeySize]byte) error {
-	id, err := wire.IdentityFromSeeds(seeds[0], seeds[1])
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrCorrupt, err)
-	}
-	f.Identity = id
-	return nil
-}
-
-// parseIdentity is ParseIdentity without the key derivation: f.Identity
-// is nil, and the seeds are returned for the caller to derive and clear.
-func parseIdentity(b []byte) (_ *IdentityFile, seeds [2][wire.KeySize]byte, err error) {
-	defer func() {
-		if err != nil {
-			clear(seeds[0][:])
-			clear(seeds[1][:])
-		}
-	}()
 	if len(b) > MaxIdentityFileSize {
-		return nil, seeds, fmt.Errorf("%w: %d bytes, more than the limit of %d", ErrCorrupt, len(b), MaxIdentityFileSize)
+		return nil, fmt.Errorf("%w: %d bytes, more than the limit of %d", ErrCorrupt, len(b), MaxIdentityFileSize)
 	}
 	if bytes.HasPrefix(b, []byte(armor.Header)) {
-		return nil, seeds, ErrPassphraseRequired
+		return nil, ErrPassphraseRequired
 	}
 	lines, err := splitChecked(b, identityMagic, identityVersion, ContextIdentityFileCheck, "identity file")
 	if err != nil {
-		return nil, seeds, err
+		return nil, err
 	}
 	n := 1 // line number of the last line consumed
 	next := func(key string) (string, bool) {
@@ -431,35 +376,43 @@ func parseIdentity(b []byte) (_ *IdentityFile, seeds [2][wire.KeySize]byte, err 
 	var f IdentityFile
 	name, ok := next("name")
 	if !ok {
-		return nil, seeds, bad("want %q", "name: ")
+		return nil, bad("want %q", "name: ")
 	}
 	if err := CheckNick(name); err != nil {
-		return nil, seeds, fmt.Errorf("%w: line %d: %w", ErrCorrupt, n, err)
+		return nil, fmt.Errorf("%w: line %d: %w", ErrCorrupt, n, err)
 	}
 	f.Name = name
 	if relay, ok := next("relay"); ok {
 		if relay == "" {
-			return nil, seeds, fmt.Errorf("%w: line %d: empty relay (leave the line out instead)", ErrCorrupt, n)
+			return nil, fmt.Errorf("%w: line %d: empty relay (leave the line out instead)", ErrCorrupt, n)
 		}
 		if err := checkRelay(relay); err != nil {
-			return nil, seeds, fmt.Errorf("%w: line %d: %w", ErrCorrupt, n, err)
+			return nil, fmt.Errorf("%w: line %d: %w", ErrCorrupt, n, err)
 		}
 		f.Relay = relay
 	}
+	var seeds [2][wire.KeySize]byte
+	defer clear(seeds[0][:])
+	defer clear(seeds[1][:])
 	for i, key := range []string{"x25519", "ed25519"} {
 		v, ok := next(key)
 		if !ok {
-			return nil, seeds, bad("want %q", key+": ")
+			return nil, bad("want %q", key+": ")
 		}
 		if !decodeKey(seeds[i][:], v) {
 			// Never quote v: it is a secret.
-			return nil, seeds, fmt.Errorf("%w: line %d: %s seed is not 43 base64url characters", ErrCorrupt, n, key)
+			return nil, fmt.Errorf("%w: line %d: %s seed is not 43 base64url characters", ErrCorrupt, n, key)
 		}
 	}
 	if len(lines) != 0 {
-		return nil, seeds, bad("unexpected line after the keys")
+		return nil, bad("unexpected line after the keys")
 	}
-	return &f, seeds, nil
+	id, err := wire.IdentityFromSeeds(seeds[0], seeds[1])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	f.Identity = id
+	return &f, nil
 }
 
 // decodeKey decodes exactly 32 bytes of canonical unpadded base64url into

@@ -35,29 +35,6 @@ func sameIdentity(t *testing.T, got, want *keys.IdentityFile) {
 	}
 }
 
-// LoadDeferred gives the name and relay at once and the keys on derive.
-func TestLoadDeferred(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "identity")
-	f := aliceFile(t)
-	if err := keys.Save(path, f, keys.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	got, derive, err := keys.LoadDeferred(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Identity != nil || got.Name != f.Name || got.Relay != f.Relay {
-		t.Fatalf("before derive: %+v", got)
-	}
-	if err := derive(); err != nil {
-		t.Fatal(err)
-	}
-	sameIdentity(t, got, f)
-	if _, _, err := keys.LoadDeferred(filepath.Join(t.TempDir(), "none"), nil); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("no file: %v", err)
-	}
-}
-
 func TestSaveLoad(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "home")
 	path := filepath.Join(dir, "identity")
