@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Op is the first byte of a relay command's plaintext. The relay commands
@@ -233,14 +234,27 @@ func (c *Command) MarshalBinary() ([]byte, error) { return c.appendTo(nil) }
 // counts in range, known statuses. MarshalBinary of the result gives back
 // the same bytes.
 func ParseCommand(b []byte) (*Command, error) {
-	if len(b) == 0 {
-		return nil, ErrCommandMalformed
+	c := new(Command)
+	if err := c.UnmarshalBinary(b); err != nil {
+		return nil, err
 	}
-	c := &Command{Op: Op(b[0])}
+	return c, nil
+}
+
+// UnmarshalBinary is ParseCommand into c, which it overwrites; it reuses
+// the capacity of c's Acks and Custody, so a reader that parses every
+// command into one Command allocates nothing for them. On error c holds
+// no meaningful command.
+func (c *Command) UnmarshalBinary(b []byte) error {
+	*c = Command{Acks: c.Acks[:0], Custody: c.Custody[:0]}
+	if len(b) == 0 {
+		return ErrCommandMalformed
+	}
+	c.Op = Op(b[0])
 	body := b[1:]
 	le := binary.LittleEndian
 	if n, ok := commandFixedSize[c.Op]; ok && len(body) != n {
-		return nil, fmt.Errorf("%w: op %#x is %d bytes, want %d", ErrCommandMalformed, b[0], len(body), n)
+		return fmt.Errorf("%w: op %#x is %d bytes, want %d", ErrCommandMalformed, b[0], len(body), n)
 	}
 	switch c.Op {
 	case OpWelcome:
@@ -251,28 +265,28 @@ func ParseCommand(b []byte) (*Command, error) {
 	case OpCustody:
 		n, err := entryCount(body, 10)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		c.Custody = make([]CustodyEntry, n)
+		c.Custody = slices.Grow(c.Custody, n)[:n]
 		for i := range c.Custody {
 			e := body[2+10*i:]
 			c.Custody[i] = CustodyEntry{Index: le.Uint64(e), Status: Status(e[8]), Reason: Reason(e[9])}
 			switch c.Custody[i].Status {
 			case StatusDelivered, StatusStored:
 				if c.Custody[i].Reason != ReasonNone {
-					return nil, fmt.Errorf("%w: reason on a %s entry", ErrCommandMalformed, c.Custody[i].Status)
+					return fmt.Errorf("%w: reason on a %s entry", ErrCommandMalformed, c.Custody[i].Status)
 				}
 			case StatusRefused:
 			default:
-				return nil, fmt.Errorf("%w: custody status %d", ErrCommandMalformed, e[8])
+				return fmt.Errorf("%w: custody status %d", ErrCommandMalformed, e[8])
 			}
 		}
 	case OpAck:
 		n, err := entryCount(body, 8)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		c.Acks = make([]uint64, n)
+		c.Acks = slices.Grow(c.Acks, n)[:n]
 		for i := range c.Acks {
 			c.Acks[i] = le.Uint64(body[2+8*i:])
 		}
@@ -287,9 +301,9 @@ func ParseCommand(b []byte) (*Command, error) {
 	case OpBacklogDone:
 		c.Count = le.Uint32(body)
 	default:
-		return nil, fmt.Errorf("%w: op %#x", ErrUnknownCommand, b[0])
+		return fmt.Errorf("%w: op %#x", ErrUnknownCommand, b[0])
 	}
-	return c, nil
+	return nil
 }
 
 func entryCount(body []byte, size int) (int, error) {

@@ -157,19 +157,21 @@ func commandNonce(i uint64) [chacha20poly1305.NonceSize]byte {
 // ChaCha20-Poly1305 under this direction's command key, nonce = the frame's
 // index (little-endian, 12 bytes), additional data = the unblinded header.
 func (f *Framer) AppendCommand(dst []byte, c *Command) ([]byte, uint64, error) {
-	var buf [64]byte
-	pt, err := c.appendTo(buf[:0])
-	if err != nil {
-		return nil, 0, err
-	}
-	if FrameHeaderSize+len(pt)+TagSize > MaxFrameSize {
-		return nil, 0, fmt.Errorf("relay command: %w", ErrFrameSize)
-	}
 	start := len(dst)
 	var zero [FrameHeaderSize]byte
 	dst = append(dst, zero[:]...)
+	// The plaintext goes where the ciphertext will be, sealed in place:
+	// a relay writes a custody command for every burst it routes.
+	dst, err := c.appendTo(dst)
+	if err != nil {
+		return nil, 0, err
+	}
+	body := start + FrameHeaderSize
+	if len(dst)-start+TagSize > MaxFrameSize {
+		return nil, 0, fmt.Errorf("relay command: %w", ErrFrameSize)
+	}
 	n := commandNonce(f.next)
-	dst = f.cmd.Seal(dst, n[:], pt, zero[:])
+	dst = f.cmd.Seal(dst[:body], n[:], dst[body:], zero[:])
 	i, err := f.mask(dst[start:])
 	if err != nil {
 		return nil, 0, err
@@ -180,14 +182,23 @@ func (f *Framer) AppendCommand(dst []byte, c *Command) ([]byte, uint64, error) {
 // OpenCommand opens the body of a frame whose unblinded header h names the
 // relay. It decrypts in place.
 func (f *Framer) OpenCommand(h Header, frame []byte) (*Command, error) {
+	c := new(Command)
+	if err := f.OpenCommandInto(c, h, frame); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// OpenCommandInto is OpenCommand parsing into c (see UnmarshalBinary).
+func (f *Framer) OpenCommandInto(c *Command, h Header, frame []byte) error {
 	if !h.ID.IsRelay() || h.Flags != 0 || len(frame) < FrameHeaderSize+1+TagSize {
-		return nil, ErrCommandAuth
+		return ErrCommandAuth
 	}
 	n := commandNonce(h.Index)
 	var ad [FrameHeaderSize]byte
 	body, err := f.cmd.Open(frame[FrameHeaderSize:FrameHeaderSize], n[:], frame[FrameHeaderSize:], ad[:])
 	if err != nil {
-		return nil, ErrCommandAuth
+		return ErrCommandAuth
 	}
-	return ParseCommand(body)
+	return c.UnmarshalBinary(body)
 }

@@ -151,6 +151,23 @@ func TestCommandRoundTrip(t *testing.T) {
 			t.Errorf("%#x extended: %v", c.Op, err)
 		}
 	}
+	// One Command reused for every parse, as the relay's reader does: each
+	// parse gives what a fresh ParseCommand gives.
+	var reused Command
+	for range 2 {
+		for _, c := range cmds {
+			b, _ := c.MarshalBinary()
+			if err := reused.UnmarshalBinary(b); err != nil {
+				t.Fatalf("%#x into a used Command: %v", c.Op, err)
+			}
+			b2, _ := reused.MarshalBinary()
+			fresh, _ := ParseCommand(b)
+			if !bytes.Equal(b, b2) || reused.Op != fresh.Op || reused.Token != fresh.Token || reused.Time != fresh.Time ||
+				len(reused.Acks) != len(fresh.Acks) || len(reused.Custody) != len(fresh.Custody) {
+				t.Fatalf("%#x into a used Command: %+v, want %+v", c.Op, reused, *fresh)
+			}
+		}
+	}
 	for _, bad := range []struct {
 		b    []byte
 		want error
