@@ -261,6 +261,7 @@ type benchChild struct {
 	addr  wire.RelayAddress
 	heap  uint64 // at the last stats
 	stack uint64
+	alloc uint64 // bytes allocated since the child started, at the last stats
 }
 
 const childEnv = "WSCHAT_RELAYD_BENCH_CHILD"
@@ -303,9 +304,9 @@ func (c *benchChild) stats(b testing.TB) (cpu time.Duration, mem uint64) {
 		b.Fatal("child died")
 	}
 	var ns int64
-	var heap, stack uint64
-	fmt.Sscan(c.out.Text(), &ns, &mem, &heap, &stack)
-	c.heap, c.stack = heap, stack
+	var heap, stack, alloc uint64
+	fmt.Sscan(c.out.Text(), &ns, &mem, &heap, &stack, &alloc)
+	c.heap, c.stack, c.alloc = heap, stack, alloc
 	return time.Duration(ns), mem
 }
 
@@ -364,7 +365,7 @@ func runChild(mode string) {
 		runtime.GC()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		fmt.Println(int64(cpu), m.HeapAlloc+m.StackInuse, m.HeapAlloc, m.StackInuse)
+		fmt.Println(int64(cpu), m.HeapAlloc+m.StackInuse, m.HeapAlloc, m.StackInuse, m.TotalAlloc)
 	}
 	pprof.StopCPUProfile()
 	if p := os.Getenv("WSCHAT_RELAYD_CHILD_MEMPROFILE"); p != "" {
@@ -428,15 +429,15 @@ func BenchmarkRelayVsBare(b *testing.B) {
 func relayVsBare(b *testing.B, pairs int) {
 	const d = 3 * time.Second
 	const rounds = 3 // alternating, to see through the noise of a shared 2-core VM
-	var plain, batched, relay, cpuPer, bareCPUPer []float64
+	var plain, batched, relay, cpuPer, bareCPUPer, allocPer []float64
 	for b.Loop() {
 		for range rounds {
-			fps, _ := runChildPairs(b, "bare", pairs, d)
+			fps, _, _ := runChildPairs(b, "bare", pairs, d)
 			plain = append(plain, fps)
-			fps, cpu := runChildPairs(b, "bare-batched", pairs, d)
+			fps, cpu, _ := runChildPairs(b, "bare-batched", pairs, d)
 			batched, bareCPUPer = append(batched, fps), append(bareCPUPer, cpu)
-			fps, cpu = runChildPairs(b, "relay", pairs, d)
-			relay, cpuPer = append(relay, fps), append(cpuPer, cpu)
+			fps, cpu, alloc := runChildPairs(b, "relay", pairs, d)
+			relay, cpuPer, allocPer = append(relay, fps), append(cpuPer, cpu), append(allocPer, alloc)
 		}
 	}
 	b.ReportMetric(median(plain), "bare-frames/s")
@@ -446,11 +447,14 @@ func relayVsBare(b *testing.B, pairs int) {
 	b.ReportMetric(median(ratios(relay, batched)), "relay/bare-batched")
 	b.ReportMetric(median(cpuPer), "relay-cpu-µs/frame")
 	b.ReportMetric(median(bareCPUPer), "bare-batched-cpu-µs/frame")
+	// Garbage per frame sets how often the collector runs, and its runs
+	// are most of the relay's latency tail (BenchmarkRelayLatency).
+	b.ReportMetric(median(allocPer), "relay-B/frame")
 }
 
 // runChildPairs runs pairs through a child of the mode for d and returns
-// frames/s and the child's CPU µs per frame.
-func runChildPairs(b *testing.B, mode string, pairs int, d time.Duration) (fps, cpuPer float64) {
+// frames/s and the child's CPU µs and heap bytes allocated per frame.
+func runChildPairs(b *testing.B, mode string, pairs int, d time.Duration) (fps, cpuPer, allocPer float64) {
 	c := startChild(b, mode)
 	defer c.stop()
 	var links []pairLink
@@ -460,9 +464,11 @@ func runChildPairs(b *testing.B, mode string, pairs int, d time.Duration) (fps, 
 		links = childBareLinks(b, c.url, pairs)
 	}
 	cpu0, _ := c.stats(b)
+	alloc0 := c.alloc
 	fps = runPairs(b, links, d)
 	cpu1, _ := c.stats(b)
-	return fps, float64((cpu1 - cpu0).Nanoseconds()) / 1000 / (fps * d.Seconds())
+	frames := fps * d.Seconds()
+	return fps, float64((cpu1 - cpu0).Nanoseconds()) / 1000 / frames, float64(c.alloc-alloc0) / frames
 }
 
 func ratios(a, b []float64) []float64 {
@@ -504,7 +510,12 @@ func BenchmarkRelayLatency(b *testing.B) {
 			bare := measureLatency(b, childBareLinks(b, f.url, benchPairs), cpu)
 			f.stop()
 			r := startChild(b, "relay", pinEnv...)
-			relay := measureLatency(b, relayLinks(b, &testRelay{addr: r.addr}, benchPairs), cpu)
+			links := relayLinks(b, &testRelay{addr: r.addr}, benchPairs)
+			r.stats(b)
+			alloc0 := r.alloc
+			relay := measureLatency(b, links, cpu)
+			r.stats(b)
+			m["relay-B/frame"] = append(m["relay-B/frame"], float64(r.alloc-alloc0)/float64(len(relay)))
 			r.stop()
 			for _, q := range []struct {
 				unit string

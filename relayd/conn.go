@@ -211,11 +211,11 @@ func (c *conn) readLoop() error {
 			c.closeWith(websocket.CloseUnsupportedData, "binary frames only")
 			return errors.New("text frame")
 		}
-		bp := readPool.Get().(*bytes.Buffer)
-		err = c.frame(ctx, r, bp, &debt, &now)
-		bp.Reset()
-		if bp.Cap() <= maxPooledRead {
-			readPool.Put(bp)
+		rs := readPool.Get().(*readScratch)
+		err = c.frame(ctx, r, rs, &debt, &now)
+		rs.buf.Reset()
+		if rs.buf.Cap() <= maxPooledRead && cap(rs.cmd.Acks) <= maxPooledAcks {
+			readPool.Put(rs)
 		}
 		if err != nil {
 			return err
@@ -223,8 +223,24 @@ func (c *conn) readLoop() error {
 	}
 }
 
-// readPool holds frame buffers; a connection keeps none while idle.
-var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// readScratch is what the reader works with for one frame, pooled so
+// that the reader allocates nothing per frame it only passes on and a
+// connection keeps none of it while idle.
+type readScratch struct {
+	buf   bytes.Buffer
+	cmd   wire.Command // the frame's command, for one addressed to the relay
+	acked []*delivery  // the deliveries an Ack completes
+	rcvs  [4]*conn     // the recipient's receiving connections (route)
+}
+
+var readPool = sync.Pool{New: func() any { return new(readScratch) }}
+
+const maxPooledAcks = 1024
+
+// framePool holds the writers' frame buffers, for the same reason.
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledFrame = 8 << 10
 
 const maxPooledRead = 8 << 10
 
@@ -234,7 +250,8 @@ const maxPooledRead = 8 << 10
 const rateChunk = 16 << 10
 
 // frame reads one frame and acts on it; *now becomes the time it arrived.
-func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *int, nowp *time.Time) error {
+func (c *conn) frame(ctx context.Context, r io.Reader, rs *readScratch, debt *int, nowp *time.Time) error {
+	buf := &rs.buf
 	if _, err := buf.ReadFrom(r); err != nil {
 		if errors.Is(err, websocket.ErrReadLimit) {
 			c.s.metrics.refused(wire.ReasonTooLarge)
@@ -258,7 +275,7 @@ func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *
 		return err
 	}
 	if h.ID.IsRelay() {
-		cmd, err := c.recv.OpenCommand(h, frame)
+		err := c.recv.OpenCommandInto(&rs.cmd, h, frame)
 		if errors.Is(err, wire.ErrUnknownCommand) {
 			return nil
 		}
@@ -267,7 +284,7 @@ func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *
 			c.closeWith(websocket.ClosePolicyViolation, "bad command")
 			return err
 		}
-		c.command(cmd)
+		c.command(rs)
 		return nil
 	}
 	c.s.metrics.frameIn(len(frame))
@@ -277,7 +294,7 @@ func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *
 	c.mu.Lock()
 	c.kickLocked()
 	c.mu.Unlock()
-	e := c.s.route(c, h, frame[wire.FrameHeaderSize:], now)
+	e := c.s.route(c, h, frame[wire.FrameHeaderSize:], now, rs.rcvs[:0])
 	c.mu.Lock()
 	c.custody = append(c.custody, e)
 	c.kickLocked()
@@ -285,10 +302,13 @@ func (c *conn) frame(ctx context.Context, r io.Reader, buf *bytes.Buffer, debt *
 	return nil
 }
 
-func (c *conn) command(cmd *wire.Command) {
+// command acts on rs.cmd, a command to the relay; it keeps nothing of it.
+func (c *conn) command(rs *readScratch) {
+	cmd := &rs.cmd
 	switch cmd.Op {
 	case wire.OpAck:
-		var acked []*delivery
+		acked := rs.acked[:0]
+		defer func() { rs.acked = acked[:0] }()
 		c.mu.Lock()
 		for _, i := range cmd.Acks {
 			if d, ok := c.unacked[i]; ok {
@@ -301,6 +321,7 @@ func (c *conn) command(cmd *wire.Command) {
 		}
 		c.mu.Unlock()
 		c.s.acked(c.id, acked)
+		clear(acked) // the pool must not keep deliveries alive
 	case wire.OpPing:
 		c.mu.Lock()
 		c.cmds = append(c.cmds, &wire.Command{Op: wire.OpPong, Token: cmd.Token})
@@ -399,7 +420,14 @@ func (c *conn) writeLoop() {
 			c.s.released(d)
 		}
 	}()
-	var frame []byte
+	fb := framePool.Get().(*[]byte) // a writer runs for every burst: it keeps no buffer between
+	frame := *fb
+	defer func() {
+		if cap(frame) <= maxPooledFrame {
+			*fb = frame[:0]
+			framePool.Put(fb)
+		}
+	}()
 	c.bc.Begin()
 	defer c.bc.Flush()
 	for {
@@ -431,21 +459,29 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 
 		c.ws.SetWriteDeadline(time.Now().Add(c.s.limits.WriteTimeout))
-		for len(custody) > 0 {
-			n := min(len(custody), wire.MaxCommandEntries)
-			cmds = append(cmds, &wire.Command{Op: wire.OpCustody, Custody: custody[:n]})
-			custody = custody[n:]
-		}
-		for _, cmd := range cmds {
+		writeCmd := func(cmd *wire.Command) bool {
 			var err error
 			if frame, _, err = c.send.AppendCommand(frame[:0], cmd); err != nil {
 				c.ws.Close()
-				return
+				return false
 			}
 			if err := c.ws.WriteMessage(websocket.BinaryMessage, frame); err != nil {
 				c.ws.Close()
+				return false
+			}
+			return true
+		}
+		for _, cmd := range cmds { // first: the Welcome comes before anything else
+			if !writeCmd(cmd) {
 				return
 			}
+		}
+		for len(custody) > 0 {
+			n := min(len(custody), wire.MaxCommandEntries)
+			if !writeCmd(&wire.Command{Op: wire.OpCustody, Custody: custody[:n]}) {
+				return
+			}
+			custody = custody[n:]
 		}
 		for len(pending) > 0 {
 			d := pending[0]

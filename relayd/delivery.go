@@ -36,7 +36,8 @@ const (
 )
 
 // route takes a data frame from a client and answers with its custody.
-func (s *Server) route(from *conn, h wire.Header, body []byte, now time.Time) wire.CustodyEntry {
+// rcvs is scratch space for the recipient's connections.
+func (s *Server) route(from *conn, h wire.Header, body []byte, now time.Time, rcvs []*conn) wire.CustodyEntry {
 	e := wire.CustodyEntry{Index: h.Index}
 	refuse := func(r wire.Reason) wire.CustodyEntry {
 		s.metrics.refused(r)
@@ -50,8 +51,8 @@ func (s *Server) route(from *conn, h wire.Header, body []byte, now time.Time) wi
 		return refuse(wire.ReasonShuttingDown)
 	}
 	d := &delivery{to: h.ID, from: from.id, flags: h.Flags, body: append([]byte(nil), body...), at: now}
-	var rcvs [4]*conn
-	receivers := s.hub.Receivers(h.ID, rcvs[:0])
+	receivers := s.hub.Receivers(h.ID, rcvs)
+	defer clear(receivers) // rcvs is pooled: keep no connection alive
 	ephemeral := h.Flags&wire.FlagEphemeral != 0
 	if !ephemeral {
 		d.holders = len(receivers) // before any writer can see it
