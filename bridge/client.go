@@ -31,6 +31,7 @@ type Client struct {
 	onLive   func(Live)                              // guarded by mu: receives typing and presence
 	awaiting map[wire.MessageID]chan<- custodyAnswer // guarded by mu: Sends waiting for the relay's answer, by message
 
+	dialing   *Dialing       // static: Config.Dialing; its take is once only
 	finishing sync.WaitGroup // what Sends left running when they returned; Close waits
 	finishErr error          // guarded by mu: the first failure of that work
 }
@@ -125,11 +126,18 @@ type Config struct {
 	Store    *Store
 	Logger   *slog.Logger     // nil: discard
 	Now      func() time.Time // nil: time.Now
+
+	// Dialing, if not nil, is a connection to Relay as Identity begun
+	// before the client was made (DialAhead). The client's first
+	// connection that wants the same options (Send's: Early, and Receive
+	// only to wait for delivery) takes it instead of dialing. The client
+	// owns it: Close closes it if it went unused.
+	Dialing *Dialing
 }
 
 // NewClient makes a client; it connects only when asked.
 func NewClient(cfg Config) *Client {
-	c := &Client{id: cfg.Identity, relay: cfg.Relay, book: cfg.Book, store: cfg.Store, log: cfg.Logger, now: cfg.Now,
+	c := &Client{id: cfg.Identity, relay: cfg.Relay, book: cfg.Book, store: cfg.Store, log: cfg.Logger, now: cfg.Now, dialing: cfg.Dialing,
 		pairs: make(map[wire.Fingerprint]*wire.Pair), changed: make(chan struct{}), awaiting: make(map[wire.MessageID]chan<- custodyAnswer)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -236,9 +244,14 @@ func (c *Client) Connect(ctx context.Context, receive bool) (*Session, error) {
 }
 
 func (c *Client) connect(ctx context.Context, opt DialOptions) (*Session, error) {
-	conn, err := Dial(ctx, c.relay, c.id, opt)
-	if err != nil {
-		return nil, err
+	conn, ok := c.dialing.take(ctx, opt)
+	if !ok {
+		// Also when the early dial failed: it may have waited long
+		// enough for the relay to give up on it.
+		var err error
+		if conn, err = Dial(ctx, c.relay, c.id, opt); err != nil {
+			return nil, err
+		}
 	}
 	return &Session{c: c, conn: conn, inCusto: map[uint64]Pending{}, notify: make(chan struct{}, 1), custody: make(chan struct{}, 1)}, nil
 }
@@ -838,6 +851,9 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 // the book, which belong to the caller, who closes them after.
 func (c *Client) Close() error {
 	c.finishing.Wait()
+	if c.dialing != nil {
+		c.dialing.Close()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.finishErr

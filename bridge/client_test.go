@@ -10,6 +10,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,6 +441,61 @@ func TestSendTakesOlderOutbox(t *testing.T) {
 	got := receive(t, bob, 2, 5*time.Second)
 	if len(got) != 2 || string(got[0].Body) != "first" || string(got[1].Body) != "second" {
 		t.Fatalf("bob got %+v, want first then second", got)
+	}
+}
+
+// countingListener counts the connections the relay accepts.
+type countingListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// A connection dialed ahead (before the client was made) serves the first
+// Send that wants its options; one that wants others dials its own, and
+// Close closes the unused one.
+func TestSendTakesDialAhead(t *testing.T) {
+	rid, _ := wire.NewRelayIdentity(rand.Reader)
+	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln := &countingListener{Listener: inner}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background(), 0)
+	w := &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/")}
+	alice, bob := w.party("alice"), w.party("bob")
+	befriend(t, alice, bob, "alice", "bob")
+	toBob, _ := alice.book.Get("bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		ahead   bridge.DialOptions
+		accepts int32
+	}{
+		{bridge.DialOptions{Early: true}, 1},                // what Send wants
+		{bridge.DialOptions{Early: true, Receive: true}, 2}, // not: Send dials its own
+	} {
+		ln.n.Store(0)
+		d := bridge.DialAhead(ctx, w.relay, alice.id, tc.ahead)
+		c := bridge.NewClient(bridge.Config{Identity: alice.id, Relay: w.relay, Book: alice.book, Store: alice.store, Dialing: d})
+		if _, st, err := c.Send(ctx, toBob, []byte("hi"), false); err != nil || st != bridge.StateStored {
+			t.Fatalf("%+v: send: %q %v", tc.ahead, st, err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := ln.n.Load(); got != tc.accepts {
+			t.Errorf("%+v: the relay accepted %d connections, want %d", tc.ahead, got, tc.accepts)
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -59,6 +60,62 @@ type DialOptions struct {
 	// from the relay is trusted, and frames sent go nowhere else (only the
 	// holder of the relay key can unblind them).
 	Early bool
+}
+
+// Dialing is a Dial running on a goroutine of its own, started by
+// DialAhead before the Client that will use it exists.
+type Dialing struct {
+	opt    DialOptions
+	cancel context.CancelFunc
+	done   chan struct{} // closed by the dialing goroutine once conn and err are set
+	conn   *Conn
+	err    error
+	taken  atomic.Bool // set by the first take or Close: the connection is theirs
+}
+
+// DialAhead starts Dial(ctx, addr, id, opt) on a goroutine of its own, so
+// that a program can open its store meanwhile; the handshake is a round
+// trip or two and some cryptography. Give it to the Client as
+// Config.Dialing, or Close it.
+func DialAhead(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt DialOptions) *Dialing {
+	ctx, cancel := context.WithCancel(ctx)
+	d := &Dialing{opt: opt, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		d.conn, d.err = Dial(ctx, addr, id, opt)
+	}()
+	return d
+}
+
+// take waits for the dial if it suits opt and nobody took it yet.
+func (d *Dialing) take(ctx context.Context, opt DialOptions) (*Conn, bool) {
+	if d == nil || opt.Receive != d.opt.Receive || opt.Early != d.opt.Early || d.taken.Swap(true) {
+		return nil, false
+	}
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		d.cancel()
+		<-d.done
+		if d.conn != nil {
+			d.conn.Close()
+		}
+		return nil, false
+	}
+	d.cancel()
+	return d.conn, d.err == nil
+}
+
+// Close abandons the dial unless a client took it.
+func (d *Dialing) Close() {
+	if d.taken.Swap(true) {
+		return
+	}
+	d.cancel() // a dial still running closes its connection
+	<-d.done
+	if d.conn != nil {
+		d.conn.Close()
+	}
 }
 
 // Dial connects to the relay at addr, runs the handshake as id, and waits

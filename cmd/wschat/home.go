@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -78,7 +79,11 @@ func (h *homeFlags) relayAddress(f *keys.IdentityFile) (wire.RelayAddress, error
 // gets the identity error alone, and no store is made in it.
 // The returned function waits for the client's remaining work, closes the
 // store, and reports the first failure of that work (see Client.Close).
-func (h *homeFlags) open() (*bridge.Client, *keys.Book, func() error, error) {
+//
+// With ahead, the connection to the relay starts as soon as the identity
+// is loaded, with those options, while the store still opens (see
+// bridge.DialAhead): a one-shot send gains the store's opening time.
+func (h *homeFlags) open(ctx context.Context, ahead *bridge.DialOptions) (*bridge.Client, *keys.Book, func() error, error) {
 	type opened struct {
 		book  *keys.Book
 		store *bridge.Store
@@ -100,6 +105,10 @@ func (h *homeFlags) open() (*bridge.Client, *keys.Book, func() error, error) {
 	if err == nil {
 		addr, err = h.relayAddress(f)
 	}
+	var dialing *bridge.Dialing
+	if err == nil && ahead != nil && rest != nil {
+		dialing = bridge.DialAhead(ctx, addr, f.Identity, *ahead)
+	}
 	var o opened
 	switch {
 	case rest != nil:
@@ -111,12 +120,15 @@ func (h *homeFlags) open() (*bridge.Client, *keys.Book, func() error, error) {
 		err = o.err
 	}
 	if err != nil {
+		if dialing != nil {
+			dialing.Close()
+		}
 		if o.store != nil {
 			o.store.Close()
 		}
 		return nil, nil, nil, err
 	}
-	c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: o.book, Store: o.store})
+	c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: o.book, Store: o.store, Dialing: dialing})
 	closeAll := func() error {
 		err := c.Close() // what Send left running uses the store
 		o.store.Close()

@@ -98,7 +98,7 @@ type event struct {
 }
 
 func runListen(ctx, parent context.Context, e *env, h *homeFlags, o *listenOptions, cmdArgs []string) error {
-	client, book, closeAll, err := h.open()
+	client, book, closeAll, err := h.open(ctx, nil)
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,9 @@ within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 }
 
 func runSend(ctx context.Context, e *env, h *homeFlags, to string, body []byte, waitDelivered bool) error {
-	client, book, closeAll, err := h.open()
+	// Send dials as the relay connection's options below say: Early,
+	// receiving only to wait for the contact's acknowledgement.
+	client, book, closeAll, err := h.open(ctx, &bridge.DialOptions{Receive: waitDelivered, Early: true})
 	if err != nil {
 		return err
 	}
