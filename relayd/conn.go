@@ -214,7 +214,7 @@ func (c *conn) readLoop() error {
 		rs := readPool.Get().(*readScratch)
 		err = c.frame(ctx, r, rs, &debt, &now)
 		rs.buf.Reset()
-		if rs.buf.Cap() <= maxPooledRead && cap(rs.cmd.Acks) <= maxPooledAcks {
+		if rs.small() {
 			readPool.Put(rs)
 		}
 		if err != nil {
@@ -235,7 +235,14 @@ type readScratch struct {
 
 var readPool = sync.Pool{New: func() any { return new(readScratch) }}
 
-const maxPooledAcks = 1024
+// small says whether rs is worth keeping in the pool: a client can make
+// any of its parts large once (a big frame, a command of 4096 entries).
+func (rs *readScratch) small() bool {
+	return rs.buf.Cap() <= maxPooledRead && cap(rs.cmd.Acks) <= maxPooledEntries &&
+		cap(rs.cmd.Custody) <= maxPooledEntries && cap(rs.acked) <= maxPooledEntries
+}
+
+const maxPooledEntries = 1024
 
 // framePool holds the writers' frame buffers, for the same reason.
 var framePool = sync.Pool{New: func() any { return new([]byte) }}
