@@ -350,6 +350,25 @@ func TestSendRefusedOnRunConnection(t *testing.T) {
 	}
 }
 
+// closedAsStored closes p's client, which waits for what its Sends left
+// running, then checks that the store has every id as stored and that
+// the outbox is empty.
+func closedAsStored(t *testing.T, p *party, to keys.Contact, ids ...wire.MessageID) {
+	t.Helper()
+	if err := p.client.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	ctx := context.Background()
+	for _, id := range ids {
+		if got, _ := p.store.State(ctx, to.Public.Fingerprint(), id); got != bridge.StateStored {
+			t.Errorf("message %s: store says %q after Close, want stored", id, got)
+		}
+	}
+	if out, _ := p.store.Outbox(ctx); len(out) != 0 {
+		t.Errorf("outbox still holds %d entries", len(out))
+	}
+}
+
 // Send over its own connection returns once the relay has custody, and
 // once Close has returned the store says so too, even though Send's
 // context ended at once (as a CLI's does): the process may exit then.
@@ -364,16 +383,7 @@ func TestSendOwnConnectionSavesState(t *testing.T) {
 	if err != nil || st != bridge.StateStored {
 		t.Fatalf("send: %q %v", st, err)
 	}
-	if err := alice.client.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	ctx = context.Background()
-	if saved, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); saved != bridge.StateStored {
-		t.Fatalf("store says %q after Close returned", saved)
-	}
-	if out, _ := alice.store.Outbox(ctx); len(out) != 0 {
-		t.Fatalf("outbox still holds %d entries", len(out))
-	}
+	closedAsStored(t, alice, toBob, id)
 }
 
 // Send does not wait for the outbox commit: with the store's write lock
@@ -401,16 +411,7 @@ func TestSendOverlapsCommit(t *testing.T) {
 		t.Fatalf("send while the store is locked: %q %v", st, err)
 	}
 	lock.Rollback()
-	if err := alice.client.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	ctx = context.Background()
-	if got, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); got != bridge.StateStored {
-		t.Fatalf("store says %q after Close", got)
-	}
-	if out, _ := alice.store.Outbox(ctx); len(out) != 0 {
-		t.Fatalf("outbox still holds %d entries", len(out))
-	}
+	closedAsStored(t, alice, toBob, id)
 }
 
 // A Send over its own connection takes what the outbox held along, ahead
@@ -430,14 +431,7 @@ func TestSendTakesOlderOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.client.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []wire.MessageID{first, second} {
-		if got, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); got != bridge.StateStored {
-			t.Errorf("message %s: state %q, want stored", id, got)
-		}
-	}
+	closedAsStored(t, alice, toBob, first, second)
 	got := receive(t, bob, 2, 5*time.Second)
 	if len(got) != 2 || string(got[0].Body) != "first" || string(got[1].Body) != "second" {
 		t.Fatalf("bob got %+v, want first then second", got)
