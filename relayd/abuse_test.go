@@ -163,19 +163,31 @@ func TestConnectionCapPerIP(t *testing.T) {
 	}
 }
 
+// Browsers may connect from any page by default: connections are
+// authenticated by their keys, not by anything a browser adds on its own.
+// With --allow-origin, only those origins and the relay's own host.
 func TestOriginChecked(t *testing.T) {
-	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	open := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
+	defer open.stop()
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(open), http.Header{"Origin": {"http://127.0.0.1:9999"}})
+	if err != nil {
+		t.Fatalf("another origin, no allow list: %v", err)
+	}
+	ws.Close()
+
+	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{AllowedOrigins: []string{"https://app.example"}}, "")
 	defer r.stop()
 	_, resp, err := websocket.DefaultDialer.Dial(wsURL(r), http.Header{"Origin": {"https://evil.example"}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign origin: %v %v", err, resp)
 	}
-	host := strings.TrimSuffix(strings.TrimPrefix(wsURL(r), "ws://"), "/")
-	ws, _, err := websocket.DefaultDialer.Dial(wsURL(r), http.Header{"Origin": {"http://" + host}})
-	if err != nil {
-		t.Fatalf("same origin: %v", err)
+	for _, origin := range []string{"https://app.example", "http://" + strings.TrimSuffix(strings.TrimPrefix(wsURL(r), "ws://"), "/")} {
+		ws, _, err := websocket.DefaultDialer.Dial(wsURL(r), http.Header{"Origin": {origin}})
+		if err != nil {
+			t.Fatalf("allowed origin %s: %v", origin, err)
+		}
+		ws.Close()
 	}
-	ws.Close()
 }
 
 // A flood from one client is slowed to its rate; others are unaffected.

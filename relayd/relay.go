@@ -41,7 +41,7 @@ type Limits struct {
 	MaxConns         int
 	AckTimeout       time.Duration // a live frame not acknowledged by then is stored
 	BacklogBatch     int           // stored frames read from the mailbox at a time
-	AllowedOrigins   []string      // browser origins allowed besides the relay's own host
+	AllowedOrigins   []string      // if set, the only browser origins allowed besides the relay's own host
 }
 
 // DefaultLimits are the named defaults.
@@ -70,6 +70,10 @@ type Config struct {
 	// Registerer receives the relay's metrics; nil: a private registry,
 	// served at /metrics either way.
 	Registry *prometheus.Registry
+	// Web, if not nil, serves what is not the relay's own: the web app
+	// (package web) at / for requests that are not a WebSocket upgrade,
+	// and its assets.
+	Web http.Handler
 }
 
 // Server is a relay. Create with New, serve with Serve, stop with Shutdown.
@@ -81,6 +85,7 @@ type Server struct {
 	now     func() time.Time
 	metrics *metrics
 	reg     *prometheus.Registry
+	web     http.Handler // static after construction; nil: no web app
 	hub     Hub
 	upgrade websocket.Upgrader
 	ips     ipLimiter
@@ -131,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		reg:     cfg.Registry,
+		web:     cfg.Web,
 		stop:    make(chan struct{}),
 		all:     make(map[*conn]struct{}),
 	}
@@ -180,9 +186,20 @@ func (s *Server) Address(baseURL string) wire.RelayAddress {
 }
 
 // Handler serves the WebSocket endpoint at /, and /healthz and /metrics.
+// With Config.Web, other GETs (a browser opening the relay's address, the
+// web app's assets) go to it.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.serveWS)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		if s.web != nil && !websocket.IsWebSocketUpgrade(r) {
+			s.web.ServeHTTP(w, r)
+			return
+		}
+		s.serveWS(w, r)
+	})
+	if s.web != nil {
+		mux.Handle("GET /", s.web)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if s.closing.Load() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
@@ -257,10 +274,15 @@ func (s *Server) Shutdown(ctx context.Context, reconnectAfter time.Duration) err
 }
 
 // checkOrigin allows clients that send no Origin (CLI and library
-// clients), browsers on the relay's own host, and configured origins.
+// clients) and, by default, browsers on any page: the protocol
+// authenticates every connection by its keys, never by cookies or other
+// ambient credentials, so a page on another origin can do nothing that a
+// script could not (and a person who runs the web app from their own
+// binary, `wschat web`, is on another origin). With AllowedOrigins set,
+// browsers are held to those origins and the relay's own host.
 func (s *Server) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" {
+	if origin == "" || len(s.limits.AllowedOrigins) == 0 {
 		return true
 	}
 	for _, o := range s.limits.AllowedOrigins {

@@ -64,12 +64,13 @@ func defaultNick() string {
 }
 
 func newInviteCmd(e *env, h *homeFlags) *cobra.Command {
-	var qr bool
+	var qr, link bool
 	cmd := &cobra.Command{
 		Use:   "invite",
 		Short: "Print this identity's invite again",
 		Example: `  wschat invite
-  wschat invite --qr      # as a QR code in the terminal`,
+  wschat invite --qr      # as a QR code in the terminal
+  wschat invite --link    # a link that opens the relay's web app on "add this contact?"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := h.loadIdentity()
@@ -83,6 +84,16 @@ func newInviteCmd(e *env, h *homeFlags) *cobra.Command {
 				f.Relay = h.relay
 			}
 			inv := f.Invite().String()
+			if link {
+				if f.Relay == "" {
+					return withHint(errors.New("this identity names no relay, and the link opens the web app its relay serves"), "pass --relay ADDRESS")
+				}
+				a, err := wire.ParseRelayAddress(f.Relay)
+				if err != nil {
+					return err
+				}
+				inv = httpURL(a.URL) + "#invite=" + inv
+			}
 			if qr {
 				qrterminal.GenerateWithConfig(inv, qrterminal.Config{Level: qrterminal.L, Writer: e.stdout, HalfBlocks: true,
 					BlackChar: qrterminal.BLACK_BLACK, WhiteBlackChar: qrterminal.WHITE_BLACK, WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE, QuietZone: 2})
@@ -92,5 +103,6 @@ func newInviteCmd(e *env, h *homeFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&qr, "qr", false, "also draw the invite as a QR code")
+	cmd.Flags().BoolVar(&link, "link", false, "print a link to the relay's web app that offers to add this identity")
 	return cmd
 }

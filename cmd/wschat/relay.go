@@ -18,6 +18,8 @@ import (
 
 	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/relayd"
+	"github.com/wschat/wschat/web"
+	"github.com/wschat/wschat/wire"
 )
 
 type relayOptions struct {
@@ -33,6 +35,7 @@ type relayOptions struct {
 	mbLimits  relayd.MailboxLimits
 	origins   []string
 	drainWait time.Duration
+	web       bool
 }
 
 func newRelayCmd(e *env) *cobra.Command {
@@ -54,8 +57,12 @@ clients when to reconnect, stores what was not yet acknowledged, and exits 0.`,
   # Pick a free port and keep nothing on disk
   wschat relay --listen 127.0.0.1:0 --mailbox memory
 
-  # Public relay with a certificate from Let's Encrypt
-  wschat relay --listen :443 --acme relay.example.com`,
+  # Public relay with a certificate from Let's Encrypt; people open
+  # https://relay.example.com/ for the web app
+  wschat relay --listen :443 --acme relay.example.com
+
+  # Only the relay, no web app
+  wschat relay --web=false`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRelay(cmd.Context(), e, o) },
 	}
@@ -85,6 +92,7 @@ clients when to reconnect, stores what was not yet acknowledged, and exits 0.`,
 	f.Int64Var(&o.mbLimits.MaxBytes, "mailbox-max-bytes", relayd.DefaultMailboxMaxBytes, "bytes stored per recipient")
 	f.DurationVar(&o.mbLimits.TTL, "ttl", relayd.DefaultMailboxTTL, "how long a stored frame is kept")
 	f.DurationVar(&o.drainWait, "shutdown-timeout", 10*time.Second, "time allowed for a graceful shutdown")
+	f.BoolVar(&o.web, "web", true, "serve the web app at the relay's address (browsers need https:// except on localhost)")
 	return cmd
 }
 
@@ -141,12 +149,6 @@ func runRelay(ctx context.Context, e *env, o *relayOptions) error {
 			mb.Close()
 		}
 	}()
-	o.limits.AllowedOrigins = o.origins
-	srv, err := relayd.New(relayd.Config{Identity: id, Mailbox: mb, Limits: o.limits, Logger: log})
-	if err != nil {
-		return usageError{err}
-	}
-
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -184,12 +186,25 @@ func runRelay(ctx context.Context, e *env, o *relayOptions) error {
 	if !strings.HasSuffix(url, "/") && !strings.Contains(strings.TrimPrefix(strings.TrimPrefix(url, "wss://"), "ws://"), "/") {
 		url += "/"
 	}
-	addr := srv.Address(url)
+	addr := wire.RelayAddress{URL: url, Key: id.Public()}
+	o.limits.AllowedOrigins = o.origins
+	cfg := relayd.Config{Identity: id, Mailbox: mb, Limits: o.limits, Logger: log}
+	if o.web {
+		cfg.Web = web.Handler(webOptions(addr, "relay"))
+	}
+	srv, err := relayd.New(cfg)
+	if err != nil {
+		ln.Close()
+		return usageError{err}
+	}
 	if _, err := fmt.Fprintln(e.stdout, addr.String()); err != nil {
 		ln.Close()
 		return err
 	}
 	log.Info("relay listening", "addr", ln.Addr().String(), "url", url, "mailbox", o.mailbox)
+	if o.web {
+		log.Info("web app", "open", webAppURL(addr))
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

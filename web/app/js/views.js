@@ -1,0 +1,404 @@
+// The messenger's screens: the conversation list beside (or, on a phone,
+// before) a conversation, and the pages that open in the conversation's
+// place. Routes go through history, so a phone's back button works.
+
+import { h, icon, clear, shown, shownName, clock, dayLabel, sameDay, listTime, initial, hue, plural, toast } from './ui.js';
+import { utf8 } from './bytes.js';
+import { MAX_BODY_SIZE, TYPE } from './wire.js';
+import { REASON_TEXT } from './client.js';
+import { renderAddContact, renderContact, renderMe } from './pages.js';
+
+const PAGE = 80; // messages loaded at a time
+const STATE_TEXT = { pending: 'Sending…', sent: 'Sent', stored: 'Stored on the relay until they connect', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
+const TICK = { pending: '🕓', sent: '✓', stored: '✓', delivered: '✓✓', read: '✓✓', failed: '⚠' };
+
+export function avatar(c) {
+  return h(`span.avatar.h${hue(c.fp) % 12}`, { 'aria-hidden': 'true' }, initial(c.name));
+}
+
+export function renderMain(app) {
+  const client = app.client;
+  const list = h('ul.convs', { 'aria-label': 'Conversations' });
+  const status = h('div.status', { id: 'status', role: 'status' });
+  const side = h('section.pane-list', { 'aria-label': 'Conversations' },
+    h('header.bar',
+      h('h1.grow', 'wschat'),
+      h('button.icon', { type: 'button', id: 'add-contact', title: 'Add a contact', 'aria-label': 'Add a contact', onclick: () => go({ view: 'add' }) }, icon('plus')),
+      h('button.icon', { type: 'button', id: 'open-me', title: 'You: invite, identity, settings', 'aria-label': 'You: invite, identity, settings', onclick: () => go({ view: 'me' }) }, icon('menu')),
+    ),
+    status,
+    list,
+  );
+  const pane = h('section.pane-conv', { id: 'pane' });
+  const main = h('div.main', { id: 'main' }, side, pane);
+  clear(app.root).append(main);
+
+  let current = null; // the view in the pane: {route, destroy?, update?}
+
+  function route(r, push, replace) {
+    current?.view.destroy?.();
+    current = null;
+    clear(pane);
+    main.classList.toggle('in-conv', r.view !== 'list');
+    if (push) history.pushState(r, '');
+    else if (replace) history.replaceState(r, '');
+    app.route = r;
+    let v;
+    switch (r.view) {
+      case 'conv': {
+        const c = client.contacts.get(r.peer);
+        if (!c) return route({ view: 'list' }, false);
+        v = new ConvView(app, c, go);
+        break;
+      }
+      case 'add':
+        v = renderAddContact(app, go, r.invite);
+        break;
+      case 'contact': {
+        const c = client.contacts.get(r.peer);
+        if (!c) return route({ view: 'list' }, false);
+        v = renderContact(app, c, go);
+        break;
+      }
+      case 'me':
+        v = renderMe(app, go);
+        break;
+      default:
+        v = { el: h('div.empty', h('p', client.contacts.size ? 'Pick a conversation.' : 'No contacts yet.'), !client.contacts.size && addHint()) };
+    }
+    current = { route: r, view: v };
+    pane.append(v.el);
+    v.focus?.();
+    renderList();
+  }
+
+  // go opens a route; with replace, in place of the current one (so that
+  // Back skips it: the add-contact page once the contact is added).
+  function go(r, { replace } = {}) {
+    route(r, !replace, replace);
+  }
+  app.go = go;
+
+  function addHint() {
+    return h('div',
+      h('p', 'Add the agent you want to talk to: run `wschat invite --link` where it runs, and open the link here, or paste its invite.'),
+      h('button.primary', { type: 'button', onclick: () => go({ view: 'add' }) }, 'Add a contact'));
+  }
+
+  async function renderList() {
+    const convs = new Map((await app.store.convs()).map((c) => [c.peer, c]));
+    const contacts = [...client.contacts.values()];
+    contacts.sort((a, b) => (convs.get(b.fp)?.lastSeq || 0) - (convs.get(a.fp)?.lastSeq || 0) || a.name.localeCompare(b.name));
+    clear(list);
+    if (!contacts.length) {
+      list.append(h('li.empty', addHint()));
+      return;
+    }
+    for (const c of contacts) {
+      const cv = convs.get(c.fp) || {};
+      const live = client.liveOf(c.fp);
+      const preview = live.typing ? h('span.preview.typing', 'typing…') : h('span.preview', cv.lastText === undefined ? shownName(c.nick) : (cv.lastDir === 'out' ? 'You: ' : '') + shownName(cv.lastText === null ? 'unsupported message' : cv.lastText).slice(0, 120));
+      const active = app.route?.peer === c.fp && app.route?.view === 'conv';
+      list.append(h('li',
+        h('button', { type: 'button', class: 'conv', dataset: { peer: c.fp }, 'aria-current': active ? 'true' : 'false', onclick: () => go({ view: 'conv', peer: c.fp }) },
+          avatar(c),
+          h('span.conv-text',
+            h('span.conv-top', h('span.conv-name', shownName(c.name), c.verifiedAt ? h('span.verified', { title: 'Safety number verified' }, ' ✓') : null), cv.lastAt ? h('span.conv-time', listTime(cv.lastAt)) : null),
+            h('span.conv-last', preview, cv.unread ? h('span.badge', { 'aria-label': plural(cv.unread, 'unread message') }, String(cv.unread)) : null),
+          ),
+        ),
+      ));
+    }
+  }
+
+  function renderStatus(s) {
+    const line = {
+      connecting: 'Connecting to the relay…',
+      online: '',
+      standby: 'Connected in another tab',
+      stopped: '',
+    }[s.state];
+    status.hidden = false;
+    status.className = 'status';
+    clear(status);
+    if (s.state === 'offline') {
+      status.classList.add('offline');
+      const secs = Math.max(1, Math.round((s.retryAt - Date.now()) / 1000));
+      status.append(navigator.onLine === false ? 'Offline: messages wait here and go out when the network is back. ' : `Relay unreachable (${s.error}); retrying in ${secs} s. `,
+        h('button.link', { type: 'button', onclick: () => client.kick() }, 'Retry now'));
+    } else if (s.viaOtherTab && s.state === 'online') {
+      status.hidden = true;
+    } else if (line) {
+      status.append(line);
+    } else {
+      status.hidden = true;
+    }
+    status.dataset.state = s.state;
+  }
+
+  client.addEventListener('change', (ev) => {
+    const d = ev.detail;
+    if (d.kind === 'status') renderStatus(d);
+    if (['messages', 'contacts', 'live', 'state'].includes(d.kind)) renderList();
+    if (d.kind === 'contacts' && current?.route.view === 'conv' && !client.contacts.has(current.route.peer)) route({ view: 'list' }, false);
+    current?.view.update?.(d);
+    if (d.kind === 'error') toast(d.message, 'error');
+  });
+  renderStatus(client.status);
+  // A status line counting down wants a tick.
+  setInterval(() => client.status.state === 'offline' && renderStatus(client.status), 1000);
+
+  addEventListener('popstate', (ev) => route(ev.state || { view: 'list' }, false));
+  const first = app.pendingInvite ? { view: 'add', invite: app.pendingInvite } : app.firstRun ? { view: 'me', firstRun: true } : { view: 'list' };
+  app.pendingInvite = '';
+  history.replaceState({ view: 'list' }, '');
+  route(first, first.view !== 'list');
+}
+
+// ConvView is one open conversation.
+class ConvView {
+  constructor(app, c, go) {
+    this.app = app;
+    this.c = c;
+    this.client = app.client;
+    this.byId = new Map(); // message id -> {el, rec}
+    this.firstSeq = Infinity;
+    this.lastSeq = 0;
+    this.lastDay = null;
+    this.loadingOlder = false;
+    this.done = false; // all history loaded
+    this.typingSent = 0;
+    this.typingTimer = null;
+
+    this.sub = h('div.sub', { id: 'conv-sub', 'aria-live': 'polite' });
+    this.list = h('div.messages', { id: 'messages', role: 'log', 'aria-label': `Messages with ${shownName(c.name)}`, tabindex: '0' });
+    this.input = h('textarea', { id: 'compose', rows: 1, placeholder: `Message ${shownName(c.name)}`, 'aria-label': `Message to ${shownName(c.name)}`, enterkeyhint: 'send' });
+    this.counter = h('div.counter', { hidden: true });
+    this.send = h('button.primary', { type: 'submit', id: 'send', title: 'Send', 'aria-label': 'Send' }, icon('send'));
+    this.el = h('div.view',
+      h('header.bar',
+        h('button.icon.back', { type: 'button', 'aria-label': 'Back to conversations', onclick: () => history.back() }, icon('back')),
+        avatar(c),
+        h('div.grow',
+          h('h2', { id: 'conv-title' }, shownName(c.name), c.verifiedAt ? h('span.verified', { title: 'Safety number verified' }, ' ✓ verified') : null),
+          this.sub),
+        h('button.icon', { type: 'button', id: 'conv-info', title: 'Contact, safety number', 'aria-label': 'Contact and safety number', onclick: () => go({ view: 'contact', peer: c.fp }) }, icon('info')),
+      ),
+      this.list,
+      this.counter,
+      h('form.composer', { onsubmit: (ev) => this.submit(ev) }, this.input, this.send),
+    );
+    this.input.addEventListener('keydown', (ev) => {
+      const coarse = matchMedia('(pointer: coarse)').matches;
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && !coarse) {
+        ev.preventDefault();
+        this.submit(ev);
+      }
+    });
+    this.input.addEventListener('input', () => this.onInput());
+    this.list.addEventListener('scroll', () => {
+      if (this.list.scrollTop < 300) this.loadOlder();
+    });
+    this.onVis = () => this.maybeRead();
+    document.addEventListener('visibilitychange', this.onVis);
+    addEventListener('focus', this.onVis);
+    const draft = sessionStorage.getItem(`draft:${c.fp}`);
+    if (draft) this.input.value = draft;
+    this.renderSub();
+    this.subTimer = setInterval(() => this.renderSub(), 2000);
+    this.client.sendLive(c.fp, TYPE.Presence, true);
+    this.loadInitial();
+  }
+
+  focus() {
+    if (!matchMedia('(pointer: coarse)').matches) this.input.focus();
+  }
+
+  destroy() {
+    document.removeEventListener('visibilitychange', this.onVis);
+    removeEventListener('focus', this.onVis);
+    clearInterval(this.subTimer);
+    if (this.typingSent) this.client.sendLive(this.c.fp, TYPE.Typing, false);
+    this.client.sendLive(this.c.fp, TYPE.Presence, false);
+    sessionStorage.setItem(`draft:${this.c.fp}`, this.input.value);
+  }
+
+  renderSub() {
+    const l = this.client.liveOf(this.c.fp);
+    const online = this.client.status.state === 'online' || this.client.status.viaOtherTab;
+    this.sub.textContent = l.typing ? 'typing…' : l.online && online ? 'online' : shownName(this.c.nick) + (this.c.relay && this.c.relay !== this.client.relay.toString() ? ' · on another relay' : '');
+    this.sub.classList.toggle('typing', l.typing);
+  }
+
+  async loadInitial() {
+    const recs = await this.app.store.history(this.c.fp, Infinity, PAGE);
+    if (recs.length < PAGE) this.done = true;
+    const firstUnread = recs.find((r) => r.dir === 'in' && r.state === 'unread');
+    const frag = document.createDocumentFragment();
+    let prev = null;
+    for (const r of recs) {
+      if (r === firstUnread) frag.append(h('div.unread-mark', { id: 'unread-mark' }, h('span', 'New messages')));
+      this.addTo(frag, r, prev);
+      prev = r;
+    }
+    if (recs.length) {
+      this.firstSeq = recs[0].seq;
+      this.lastSeq = recs[recs.length - 1].seq;
+      this.lastAt = recs[recs.length - 1].sentAt;
+      this.firstAt = recs[0].sentAt;
+    }
+    if (!this.done) this.list.append(h('div.load-older', { id: 'load-older' }, 'Scroll up for older messages'));
+    this.list.append(frag);
+    if (!recs.length) this.list.append(h('p.empty', { id: 'no-messages' }, `Messages you exchange with ${shownName(this.c.name)} are end-to-end encrypted. Say hello.`));
+    const mark = this.list.querySelector('#unread-mark');
+    if (mark) mark.scrollIntoView({ block: 'center' });
+    else this.list.scrollTop = this.list.scrollHeight;
+    this.maybeRead();
+  }
+
+  // addTo appends a message (with a day separator when the day changes).
+  addTo(parent, r, prev) {
+    const t = r.dir === 'in' ? r.receivedAt : r.sentAt;
+    if (!prev || !sameDay(prev.dir === 'in' ? prev.receivedAt : prev.sentAt, t)) parent.append(h('div.day', h('span', dayLabel(t))));
+    const el = this.msgEl(r);
+    this.byId.set(r.dir + r.id, { el, rec: r });
+    parent.append(el);
+  }
+
+  msgEl(r) {
+    const body = r.text === null || r.text === undefined
+      ? h('div.text.unsupported', `Unsupported message (type ${r.type}): update wschat to see it.`)
+      : h('div.text', shown(r.text));
+    const meta = h('div.meta', h('time', { datetime: new Date(r.sentAt).toISOString(), title: new Date(r.sentAt).toLocaleString() }, clock(r.dir === 'in' ? r.receivedAt : r.sentAt)));
+    if (r.dir === 'out') meta.append(h(`span.tick.${r.state}`, { title: STATE_TEXT[r.state], 'aria-label': STATE_TEXT[r.state], dataset: { state: r.state } }, TICK[r.state] || ''));
+    const bubble = h('div.bubble', body, meta);
+    if (r.state === 'failed') {
+      bubble.append(h('div.failed-note', `Not sent: ${REASON_TEXT[r.error] || r.error}. `,
+        h('button.link', { type: 'button', onclick: () => this.client.retry(this.c.fp, r.id) }, 'Retry')));
+    }
+    return h(`div.msg.${r.dir}`, { dataset: { id: r.id, state: r.state || '' } }, bubble);
+  }
+
+  async loadOlder() {
+    if (this.loadingOlder || this.done) return;
+    this.loadingOlder = true;
+    const recs = await this.app.store.history(this.c.fp, this.firstSeq, PAGE);
+    if (recs.length < PAGE) this.done = true;
+    const before = this.list.scrollHeight;
+    const frag = document.createDocumentFragment();
+    let prev = null;
+    for (const r of recs) {
+      this.addTo(frag, r, prev);
+      prev = r;
+    }
+    // The day separator the old first message had may now be redundant.
+    const older = this.list.querySelector('#load-older');
+    const firstDay = older ? older.nextElementSibling : this.list.firstElementChild;
+    if (recs.length && firstDay?.classList.contains('day') && sameDay(this.firstAt, recs[recs.length - 1].sentAt)) firstDay.remove();
+    if (recs.length) {
+      this.firstSeq = recs[0].seq;
+      this.firstAt = recs[0].sentAt;
+    }
+    if (older) older.after(frag);
+    else this.list.prepend(frag);
+    if (this.done) older?.remove();
+    this.list.scrollTop += this.list.scrollHeight - before;
+    this.loadingOlder = false;
+  }
+
+  async appendNew() {
+    const recs = await this.app.store.history(this.c.fp, Infinity, PAGE);
+    const nearBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 120;
+    this.list.querySelector('#no-messages')?.remove();
+    let prev = this.lastRec || null;
+    let mine = false;
+    for (const r of recs) {
+      if (r.seq <= this.lastSeq) {
+        prev = r;
+        continue;
+      }
+      this.addTo(this.list, r, prev);
+      prev = r;
+      this.lastSeq = r.seq;
+      if (r.dir === 'out') mine = true;
+    }
+    this.lastRec = prev;
+    if (nearBottom || mine) this.list.scrollTop = this.list.scrollHeight;
+    this.maybeRead();
+  }
+
+  async updateState(id) {
+    const v = this.byId.get('out' + id);
+    if (!v) return;
+    const r = await this.app.store.message('out', this.c.fp, id);
+    if (!r) return;
+    const el = this.msgEl(r);
+    v.el.replaceWith(el);
+    this.byId.set('out' + id, { el, rec: r });
+  }
+
+  update(d) {
+    if (d.peer && d.peer !== this.c.fp) return;
+    if (d.kind === 'messages') this.appendNew();
+    else if (d.kind === 'state' && d.id) this.updateState(d.id);
+    else if (d.kind === 'live' || d.kind === 'status') this.renderSub();
+    else if (d.kind === 'contacts') {
+      const c = this.client.contacts.get(this.c.fp);
+      if (c) this.c = c;
+    }
+  }
+
+  // maybeRead sends the read acknowledgement when a person can see the
+  // conversation.
+  maybeRead() {
+    if (document.visibilityState !== 'visible' || !document.hasFocus()) return;
+    clearTimeout(this.readTimer);
+    this.readTimer = setTimeout(() => this.client.markRead(this.c.fp), 250);
+  }
+
+  onInput() {
+    const n = utf8(this.input.value).length;
+    this.counter.hidden = n < MAX_BODY_SIZE - 5000;
+    this.counter.textContent = `${n.toLocaleString()} of ${MAX_BODY_SIZE.toLocaleString()} bytes`;
+    this.counter.classList.toggle('over', n > MAX_BODY_SIZE);
+    this.send.disabled = n > MAX_BODY_SIZE;
+    this.input.style && this.autosize();
+    const now = Date.now();
+    if (this.input.value && now - this.typingSent > 4000) {
+      this.typingSent = now;
+      this.client.sendLive(this.c.fp, TYPE.Typing, true);
+    }
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => {
+      if (this.typingSent) this.client.sendLive(this.c.fp, TYPE.Typing, false);
+      this.typingSent = 0;
+    }, 4000);
+  }
+
+  autosize() {
+    // rows, not inline styles (the CSP forbids them).
+    const lines = Math.min(8, this.input.value.split('\n').length);
+    this.input.rows = Math.max(1, lines);
+  }
+
+  async submit(ev) {
+    ev.preventDefault();
+    const text = this.input.value;
+    if (!text.trim()) return;
+    if (utf8(text).length > MAX_BODY_SIZE) {
+      toast(`That is more than one message holds (${MAX_BODY_SIZE.toLocaleString()} bytes).`, 'error');
+      return;
+    }
+    this.input.value = '';
+    this.onInput();
+    this.typingSent = 0;
+    sessionStorage.removeItem(`draft:${this.c.fp}`);
+    try {
+      await this.client.sendText(this.c.fp, text);
+    } catch (e) {
+      this.input.value = text;
+      toast(e.message, 'error');
+    }
+    this.focus();
+  }
+}
