@@ -1,25 +1,33 @@
 package relayd
 
-// The bolt mailbox keeps stored frames in one bbolt file (go.etcd.io/bbolt:
-// pure Go, one file, copy-on-write B+trees, fsync on every commit).
+// The bolt mailbox keeps stored frames and registrations in one bbolt
+// file (go.etcd.io/bbolt: pure Go, one file, copy-on-write B+trees, fsync
+// on every commit).
 //
-// On-disk layout, format 1. Integers are big-endian, so that frame keys sort
-// in id order; times are unix milliseconds.
+// On-disk layout, format 2. Integers are big-endian, so that frame keys sort
+// in id order; times are unix milliseconds. No sender id is kept.
 //
 //	bucket "meta"
-//	    "format" → u32 1
-//	    "totals" → frames u64 ‖ bytes u64 ‖ recipients u64
+//	    "format" → u32 2
+//	    "totals" → frames u64 ‖ bytes u64 ‖ recipients u64 ‖ receipts u64 ‖ registrations u64
+//	bucket "reg"        one entry per registered identity
+//	    id [8] → stamp u64 (the start of the day, or shorter granule, of its last receiving connection)
 //	bucket "stats"      one entry per recipient that has frames stored
-//	    recipient [8] → frames u64 ‖ bytes u64 ‖ oldest u64
+//	    recipient [8] → messages u64 ‖ message bytes u64 ‖ receipts u64 ‖ receipt bytes u64 ‖ oldest u64
 //	bucket "mail"       its bucket sequence is the last frame id issued
 //	    bucket recipient [8]
-//	        frame id u64 → stored at u64 ‖ sender [8] ‖ body
+//	        frame id u64 → stored at u64 ‖ kind u8 (0 message, 1 receipt) ‖ body
+//
+// Format 1 (until 2026-12) kept the sender's id in every value (stored at ‖
+// sender [8] ‖ body) and no registrations; Open rewrites such a file into
+// format 2 (mailbox_bolt_rewrite.go), registering the recipients it holds
+// frames for.
 //
 // Frame ids come from one counter for all recipients (the "mail" bucket's
 // sequence, committed with the frame), so they grow per recipient across
 // restarts and after every frame of a recipient was deleted, and a recipient
 // with no frames leaves nothing behind: its bucket and its stats entry are
-// deleted with its last frame. "bytes" counts bodies only (the quota is on
+// deleted with its last frame. "bytes" counts bodies only (the quotas are on
 // bodies). "oldest" is at most the stored-at time of every frame of the
 // recipient; it is exact after Expire looked at the recipient, and lets
 // Expire skip recipients that cannot hold an expired frame without reading
@@ -28,6 +36,11 @@ package relayd
 // Stats and totals change in the same transaction as the frames they count,
 // so they are never out of step with them, even after a crash; Open checks
 // this anyway and rebuilds them from the frames if they are not.
+//
+// bbolt never overwrites a page it frees: deleted frames and the ids in old
+// copies of changed pages stay in free pages until they are reused.
+// Compact rewrites the file with only what it holds (mailbox_bolt_rewrite.go),
+// and the relay runs it on a schedule (Limits.CompactEvery).
 //
 // Writes go through one writer goroutine that commits whatever Puts and
 // Deletes are waiting in one transaction: under load many Puts share one
@@ -38,7 +51,9 @@ package relayd
 // 5.8k/s from 64 goroutines through DB.Batch, against 0.3 ms and 67k/s
 // through a writer like this one. DB.Batch also re-runs the rest of a batch
 // each time one call fails, which refusals (ErrMailboxFull) would make
-// quadratic in the batch size.
+// quadratic in the batch size. Every other change (Expire's, Compact's)
+// goes through the writer too, so that Compact sees every change made
+// while it copies.
 
 import (
 	"bytes"
@@ -71,23 +86,26 @@ var ErrMailboxLocked = errors.New("mailbox file is in use by another process")
 var ErrMailboxCorrupt = errors.New("mailbox file is damaged or not a mailbox")
 
 const (
-	boltFormat       = 1
+	boltFormat       = 2
 	boltLockTimeout  = time.Second // how long Open waits for another process's lock
 	boltMaxBatch     = 1024        // requests committed in one transaction at most
 	boltExpireChunk  = 4096        // frames Expire deletes in one transaction, about
-	boltHeaderSize   = 8 + wire.RoutingIDSize
-	boltStatSize     = 3 * 8
-	boltTotalsSize   = 3 * 8
+	boltHeaderSize   = 8 + 1       // stored at ‖ kind
+	boltStatSize     = 5 * 8
+	boltTotalsSize   = 5 * 8
 	boltFileMode     = 0o600
 	boltDirMode      = 0o700
 	boltMaxTimestamp = 1<<63 - 1
 	boltFillPercent  = 0.95
+	kindMessage      = 0
+	kindReceipt      = 1
 )
 
 var (
 	bucketMeta  = []byte("meta")
 	bucketStats = []byte("stats")
 	bucketMail  = []byte("mail")
+	bucketReg   = []byte("reg")
 	keyFormat   = []byte("format")
 	keyTotals   = []byte("totals")
 )
@@ -96,9 +114,11 @@ var (
 // when Put returns, and survives a restart or a crash of the relay. Create
 // with OpenBoltMailbox.
 type BoltMailbox struct {
-	db     *bolt.DB      // static after construction
 	path   string        // static after construction
 	limits MailboxLimits // static after construction
+
+	dbMu sync.RWMutex // held for reading by every transaction; for writing by the writer to swap db
+	db   *bolt.DB     // guarded by dbMu
 
 	reqs chan *boltReq // read by the writer goroutine only
 	quit chan struct{} // closed by Close once no method is running
@@ -109,26 +129,44 @@ type BoltMailbox struct {
 
 	broken    atomic.Pointer[error] // set once, when damage shows up
 	malformed atomic.Uint64         // stored values that failed validation
+	writes    atomic.Uint64         // committed write transactions, for Compact
+	regSwept  atomic.Int64          // unix ms of Expire's last look at the registrations
+
+	// Owned by the writer goroutine: while Compact copies the file, the
+	// recipients and registrations changed since it began.
+	dirty    map[wire.RoutingID]struct{}
+	dirtyReg map[wire.RoutingID]struct{}
 }
 
-// boltReq is one Put or Delete for the writer goroutine.
+// boltReq is one change for the writer goroutine.
 type boltReq struct {
-	put       bool
-	recipient wire.RoutingID
-	sender    wire.RoutingID // put
-	body      []byte         // put: the caller's, copied in the transaction
-	at        int64          // put: stored at, unix ms
-	id        uint64         // put: the id issued; delete: the frame
-	err       error          // the outcome, set by the writer
-	done      chan struct{}  // closed by the writer when id and err are set
+	op    reqOp
+	frame Frame          // put: the body is the caller's, copied in the transaction
+	rid   wire.RoutingID // delete, register: the identity
+	id    uint64         // put: the id issued; delete: the frame
+	fn    func(*boltTx) error
+	excl  func()        // reqAlone: runs in the writer goroutine, outside any transaction
+	err   error         // the outcome, set by the writer
+	done  chan struct{} // closed by the writer when id and err are set
 }
+
+type reqOp uint8
+
+const (
+	reqPut      reqOp = iota
+	reqDelete         // batched with puts
+	reqRegister       // batched with puts
+	reqTx             // fn, in a transaction of its own
+	reqAlone          // excl, with no other write running
+)
 
 var _ Mailbox = (*BoltMailbox)(nil)
 
 // OpenBoltMailbox opens the mailbox file at path, creating it (0600, in a
 // directory created 0700 if it is missing) when it does not exist. Zero
 // fields of limits take the defaults. An existing file readable by others is
-// made 0600.
+// made 0600. A file of format 1 is rewritten in format 2 (its sender ids
+// dropped) before it is used.
 //
 // Only one process may have the file open: if another does (another relay
 // on the same data directory), OpenBoltMailbox gives up after a second with
@@ -153,29 +191,30 @@ func OpenBoltMailbox(path string, limits MailboxLimits) (*BoltMailbox, error) {
 	case err != nil && !created:
 		return nil, fmt.Errorf("open mailbox: %w", err)
 	}
-
-	db, err := openBolt(path)
+	limits = limits.withDefaults()
+	db, err := openBolt(path, limits)
 	if err != nil {
 		return nil, err
 	}
 	m := &BoltMailbox{
 		db:     db,
 		path:   path,
-		limits: limits.withDefaults(),
+		limits: limits,
 		reqs:   make(chan *boltReq, boltMaxBatch),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	if err := m.prepare(created, fi); err != nil {
-		db.Close()
+		m.db.Close()
 		return nil, err
 	}
 	go m.writer()
 	return m, nil
 }
 
-// openBolt opens and locks the file, classifying the errors.
-func openBolt(path string) (db *bolt.DB, err error) {
+// openBolt opens and locks the file, classifying the errors. The file may
+// not grow beyond the storage cap.
+func openBolt(path string, limits MailboxLimits) (db *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
@@ -185,9 +224,13 @@ func openBolt(path string) (db *bolt.DB, err error) {
 	db, err = bolt.Open(path, boltFileMode, &bolt.Options{
 		Timeout:      boltLockTimeout,
 		FreelistType: bolt.FreelistMapType,
+		MaxSize:      int(limits.MaxStorage),
 	})
 	switch {
 	case err == nil:
+		// The file grows in steps of at most 1/64 of the cap, so that the
+		// last step does not overshoot it.
+		db.AllocSize = int(min(16<<20, max(64<<10, limits.MaxStorage/64)))
 		return db, nil
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("open mailbox %q: %w (is another relay using the same data directory?)", path, ErrMailboxLocked)
@@ -199,12 +242,13 @@ func openBolt(path string) (db *bolt.DB, err error) {
 	return nil, fmt.Errorf("open mailbox %q: %w", path, err)
 }
 
-// prepare checks the file, creates the layout in a new one and fixes the
-// permissions of an old one.
+// prepare checks the file, creates the layout in a new one, rewrites one
+// of format 1 and fixes the permissions of an old one.
 func (m *BoltMailbox) prepare(created bool, fi fs.FileInfo) error {
 	fail := func(err error) error { return fmt.Errorf("open mailbox %q: %w", m.path, err) }
 
 	var fresh bool
+	var format uint32
 	var sc boltScan
 	err := m.view(func(tx *bolt.Tx) error {
 		fi, err := os.Stat(m.path)
@@ -218,12 +262,12 @@ func (m *BoltMailbox) prepare(created bool, fi fs.FileInfo) error {
 			fresh = true // no buckets at all: a new file
 			return nil
 		}
-		if err := checkFormat(tx); err != nil {
+		if format, err = checkFormat(tx); err != nil {
 			return err
 		}
 		// Walk every page in this goroutine first, where a fault is
 		// recovered: Tx.Check runs in a goroutine of its own.
-		if sc, err = scanBolt(tx); err != nil {
+		if sc, err = scanBolt(tx, format); err != nil {
 			return err
 		}
 		var first []error
@@ -242,35 +286,19 @@ func (m *BoltMailbox) prepare(created bool, fi fs.FileInfo) error {
 	if err != nil {
 		return fail(err)
 	}
-	if fresh {
-		err = m.update(func(tx *bolt.Tx) error {
-			meta, err := tx.CreateBucket(bucketMeta)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(bucketStats); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(bucketMail); err != nil {
-				return err
-			}
-			if err := meta.Put(keyFormat, binary.BigEndian.AppendUint32(nil, boltFormat)); err != nil {
-				return err
-			}
-			return meta.Put(keyTotals, boltTotals{}.encode())
-		})
-	} else if !sc.consistent {
+	switch {
+	case fresh:
+		err = m.update(createLayout)
+	case format == 1:
+		err = m.migrate1(time.Now())
+	case !sc.consistent:
 		err = m.update(sc.rewrite)
 	}
 	if err != nil {
 		return fail(err)
 	}
 	if created {
-		// Make the new file's name durable too.
-		if d, err := os.Open(filepath.Dir(m.path)); err == nil {
-			d.Sync()
-			d.Close()
-		}
+		syncDir(m.path) // make the new file's name durable too
 	} else if fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(m.path, boltFileMode); err != nil {
 			return fmt.Errorf("open mailbox: %w", err)
@@ -279,20 +307,52 @@ func (m *BoltMailbox) prepare(created bool, fi fs.FileInfo) error {
 	return nil
 }
 
-// checkFormat checks that tx holds a mailbox of a format this code reads.
-func checkFormat(tx *bolt.Tx) error {
+// createLayout makes the buckets of an empty mailbox in tx.
+func createLayout(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucket(bucketMeta)
+	if err != nil {
+		return err
+	}
+	for _, b := range [][]byte{bucketStats, bucketMail, bucketReg} {
+		if _, err := tx.CreateBucket(b); err != nil {
+			return err
+		}
+	}
+	if err := meta.Put(keyFormat, binary.BigEndian.AppendUint32(nil, boltFormat)); err != nil {
+		return err
+	}
+	return meta.Put(keyTotals, boltTotals{}.encode())
+}
+
+// syncDir fsyncs the directory of path, so that a file created or renamed
+// there keeps its name after a crash.
+func syncDir(path string) {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// checkFormat checks that tx holds a mailbox of a format this code reads
+// (1 or 2) and returns the format.
+func checkFormat(tx *bolt.Tx) (uint32, error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil || tx.Bucket(bucketStats) == nil || tx.Bucket(bucketMail) == nil {
-		return fmt.Errorf("%w: a bbolt file without the mailbox buckets", ErrMailboxCorrupt)
+		return 0, fmt.Errorf("%w: a bbolt file without the mailbox buckets", ErrMailboxCorrupt)
 	}
 	v := meta.Get(keyFormat)
 	if len(v) != 4 {
-		return fmt.Errorf("%w: no format number", ErrMailboxCorrupt)
+		return 0, fmt.Errorf("%w: no format number", ErrMailboxCorrupt)
 	}
-	if f := binary.BigEndian.Uint32(v); f != boltFormat {
-		return fmt.Errorf("%w: format %d, this relay reads format %d", ErrMailboxCorrupt, f, boltFormat)
+	f := binary.BigEndian.Uint32(v)
+	switch {
+	case f == 1:
+	case f != boltFormat:
+		return 0, fmt.Errorf("%w: format %d, this relay reads formats 1 and %d", ErrMailboxCorrupt, f, boltFormat)
+	case tx.Bucket(bucketReg) == nil:
+		return 0, fmt.Errorf("%w: a format %d file without the registrations bucket", ErrMailboxCorrupt, f)
 	}
-	return nil
+	return f, nil
 }
 
 // boltScan is what scanBolt found.
@@ -302,33 +362,43 @@ type boltScan struct {
 	consistent bool                        // the stored stats and totals match
 }
 
-// scanBolt reads every frame and recomputes the stats and totals. It fails
-// only on damage bbolt itself reports (by panicking, recovered by the
-// caller); a malformed value is counted as a frame with an empty body.
-func scanBolt(tx *bolt.Tx) (boltScan, error) {
+// scanBolt reads every frame and registration and recomputes the stats and
+// totals. It fails only on damage bbolt itself reports (by panicking,
+// recovered by the caller); a malformed value is counted as a message with
+// an empty body. A format 1 file is only read (it is rewritten after).
+func scanBolt(tx *bolt.Tx, format uint32) (boltScan, error) {
 	sc := boltScan{stats: make(map[wire.RoutingID]boltStat), consistent: true}
 	mail := tx.Bucket(bucketMail)
 	err := mail.ForEachBucket(func(k []byte) error {
 		if len(k) != wire.RoutingIDSize {
 			return fmt.Errorf("%w: a mail bucket named %x", ErrMailboxCorrupt, k)
 		}
-		var st boltStat
-		st.oldest = boltMaxTimestamp
+		st := boltStat{oldest: boltMaxTimestamp}
 		c := mail.Bucket(k).Cursor()
 		for fk, v := c.First(); fk != nil; fk, v = c.Next() {
-			st.frames++
-			if len(v) >= boltHeaderSize {
-				st.bytes += int64(len(v) - boltHeaderSize)
-				st.oldest = min(st.oldest, int64(binary.BigEndian.Uint64(v)))
-			} else {
+			f, ok := decodeFrame(v, format)
+			if !ok {
+				st.msgs++
 				st.oldest = 0 // Expire deletes malformed values
+				continue
 			}
+			st.add(f.Receipt, len(f.Body))
+			st.oldest = min(st.oldest, f.StoredAt.UnixMilli())
 		}
-		if st.frames > 0 {
+		if st.msgs+st.rcpts > 0 {
 			sc.stats[wire.RoutingID(k)] = st
-			sc.totals.frames += st.frames
-			sc.totals.bytes += st.bytes
-			sc.totals.recipients++
+			sc.totals.add(st, 1)
+		}
+		return nil
+	})
+	if err != nil || format == 1 {
+		return sc, err
+	}
+	err = tx.Bucket(bucketReg).ForEach(func(k, v []byte) error {
+		if len(k) == wire.RoutingIDSize && len(v) == 8 {
+			sc.totals.regs++
+		} else {
+			sc.consistent = false // rewrite drops it
 		}
 		return nil
 	})
@@ -345,7 +415,8 @@ func scanBolt(tx *bolt.Tx) (boltScan, error) {
 			return nil
 		}
 		want, ok := sc.stats[wire.RoutingID(k)]
-		if !ok || st.frames != want.frames || st.bytes != want.bytes || st.oldest > want.oldest {
+		if !ok || st.msgs != want.msgs || st.msgBytes != want.msgBytes || st.rcpts != want.rcpts ||
+			st.rcptBytes != want.rcptBytes || st.oldest > want.oldest {
 			sc.consistent = false
 		}
 		return nil
@@ -360,7 +431,8 @@ func scanBolt(tx *bolt.Tx) (boltScan, error) {
 	return sc, nil
 }
 
-// rewrite replaces the stats and totals with the recomputed ones.
+// rewrite replaces the stats and totals with the recomputed ones, and
+// drops malformed registrations.
 func (sc boltScan) rewrite(tx *bolt.Tx) error {
 	if err := tx.DeleteBucket(bucketStats); err != nil {
 		return err
@@ -374,55 +446,124 @@ func (sc boltScan) rewrite(tx *bolt.Tx) error {
 			return err
 		}
 	}
+	reg := tx.Bucket(bucketReg)
+	var bad [][]byte
+	reg.ForEach(func(k, v []byte) error {
+		if len(k) != wire.RoutingIDSize || len(v) != 8 {
+			bad = append(bad, bytes.Clone(k))
+		}
+		return nil
+	})
+	for _, k := range bad {
+		if err := reg.Delete(k); err != nil {
+			if err := reg.DeleteBucket(k); err != nil {
+				return err
+			}
+		}
+	}
 	return tx.Bucket(bucketMeta).Put(keyTotals, sc.totals.encode())
+}
+
+// decodeFrame reads a stored value of the given format; false if it is too
+// short to be one.
+func decodeFrame(v []byte, format uint32) (StoredFrame, bool) {
+	if format == 1 {
+		if len(v) < 8+wire.RoutingIDSize {
+			return StoredFrame{}, false
+		}
+		return StoredFrame{Body: v[8+wire.RoutingIDSize:], StoredAt: time.UnixMilli(int64(binary.BigEndian.Uint64(v)))}, true
+	}
+	if len(v) < boltHeaderSize || v[8] > kindReceipt {
+		return StoredFrame{}, false
+	}
+	return StoredFrame{Receipt: v[8] == kindReceipt, Body: v[boltHeaderSize:], StoredAt: time.UnixMilli(int64(binary.BigEndian.Uint64(v)))}, true
+}
+
+func encodeFrame(at int64, receipt bool, body []byte) []byte {
+	v := make([]byte, boltHeaderSize+len(body)) // bbolt keeps it until the commit
+	binary.BigEndian.PutUint64(v, uint64(at))
+	if receipt {
+		v[8] = kindReceipt
+	}
+	copy(v[boltHeaderSize:], body)
+	return v
 }
 
 // boltStat is a recipient's entry in the stats bucket.
 type boltStat struct {
-	frames int64
-	bytes  int64
-	oldest int64 // unix ms
+	msgs, msgBytes   int64
+	rcpts, rcptBytes int64
+	oldest           int64 // unix ms
+}
+
+func (s *boltStat) add(receipt bool, n int) {
+	if receipt {
+		s.rcpts++
+		s.rcptBytes += int64(n)
+	} else {
+		s.msgs++
+		s.msgBytes += int64(n)
+	}
+}
+
+func (s *boltStat) remove(receipt bool, n int) {
+	if receipt {
+		s.rcpts--
+		s.rcptBytes -= int64(n)
+	} else {
+		s.msgs--
+		s.msgBytes -= int64(n)
+	}
 }
 
 func (s boltStat) encode() []byte {
 	b := make([]byte, 0, boltStatSize)
-	b = binary.BigEndian.AppendUint64(b, uint64(s.frames))
-	b = binary.BigEndian.AppendUint64(b, uint64(s.bytes))
-	return binary.BigEndian.AppendUint64(b, uint64(s.oldest))
+	for _, x := range []int64{s.msgs, s.msgBytes, s.rcpts, s.rcptBytes, s.oldest} {
+		b = binary.BigEndian.AppendUint64(b, uint64(x))
+	}
+	return b
 }
 
 func decodeStat(v []byte) (boltStat, error) {
 	if len(v) != boltStatSize {
 		return boltStat{}, fmt.Errorf("%w: a stats entry of %d bytes", ErrMailboxCorrupt, len(v))
 	}
-	return boltStat{
-		frames: int64(binary.BigEndian.Uint64(v)),
-		bytes:  int64(binary.BigEndian.Uint64(v[8:])),
-		oldest: int64(binary.BigEndian.Uint64(v[16:])),
-	}, nil
+	u := func(i int) int64 { return int64(binary.BigEndian.Uint64(v[8*i:])) }
+	return boltStat{msgs: u(0), msgBytes: u(1), rcpts: u(2), rcptBytes: u(3), oldest: u(4)}, nil
 }
 
 // boltTotals is the "totals" entry in the meta bucket.
 type boltTotals struct {
-	frames, bytes, recipients int64
+	frames, bytes, recipients, receipts, regs int64
+}
+
+// add adds (sign 1) or removes (sign -1) a recipient's stats.
+func (t *boltTotals) add(st boltStat, sign int64) {
+	t.frames += sign * (st.msgs + st.rcpts)
+	t.bytes += sign * (st.msgBytes + st.rcptBytes)
+	t.receipts += sign * st.rcpts
+	t.recipients += sign
+}
+
+// used is what counts against MaxStorage.
+func (t boltTotals) used() int64 {
+	return t.bytes + t.frames*frameOverhead + t.regs*regOverhead
 }
 
 func (t boltTotals) encode() []byte {
 	b := make([]byte, 0, boltTotalsSize)
-	b = binary.BigEndian.AppendUint64(b, uint64(t.frames))
-	b = binary.BigEndian.AppendUint64(b, uint64(t.bytes))
-	return binary.BigEndian.AppendUint64(b, uint64(t.recipients))
+	for _, x := range []int64{t.frames, t.bytes, t.recipients, t.receipts, t.regs} {
+		b = binary.BigEndian.AppendUint64(b, uint64(x))
+	}
+	return b
 }
 
 func decodeTotals(v []byte) (boltTotals, error) {
 	if len(v) != boltTotalsSize {
 		return boltTotals{}, fmt.Errorf("%w: totals of %d bytes", ErrMailboxCorrupt, len(v))
 	}
-	return boltTotals{
-		frames:     int64(binary.BigEndian.Uint64(v)),
-		bytes:      int64(binary.BigEndian.Uint64(v[8:])),
-		recipients: int64(binary.BigEndian.Uint64(v[16:])),
-	}, nil
+	u := func(i int) int64 { return int64(binary.BigEndian.Uint64(v[8*i:])) }
+	return boltTotals{frames: u(0), bytes: u(1), recipients: u(2), receipts: u(3), regs: u(4)}, nil
 }
 
 func frameKey(id uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), id) }
@@ -457,29 +598,69 @@ func (m *BoltMailbox) recovered(err *error) {
 func (m *BoltMailbox) view(fn func(*bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer m.recovered(&err)
+	m.dbMu.RLock()
+	defer m.dbMu.RUnlock()
 	return m.db.View(fn)
 }
 
+// update runs a write transaction: in the writer goroutine, or before it
+// starts.
 func (m *BoltMailbox) update(fn func(*bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer m.recovered(&err)
-	return m.db.Update(fn)
+	m.dbMu.RLock()
+	defer m.dbMu.RUnlock()
+	err = m.db.Update(fn)
+	if err == nil {
+		m.writes.Add(1)
+	}
+	return err
+}
+
+// submit hands r to the writer and waits for its outcome.
+func (m *BoltMailbox) submit(r *boltReq) error {
+	r.done = make(chan struct{})
+	m.reqs <- r
+	<-r.done
+	return r.err
+}
+
+// Register implements Mailbox. It writes only when the identity's stamp
+// is older than the current granule.
+func (m *BoltMailbox) Register(id wire.RoutingID, now time.Time) error {
+	if err := m.enter(); err != nil {
+		return err
+	}
+	defer m.mu.RUnlock()
+	stamp := m.limits.regStamp(now)
+	current := false
+	err := m.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketReg).Get(id[:])
+		current = len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= stamp
+		return nil
+	})
+	if err != nil || current {
+		return err
+	}
+	return m.submit(&boltReq{op: reqRegister, rid: id, id: uint64(stamp)})
 }
 
 // Put implements Mailbox. It returns once the frame is committed and
 // fsynced. Ids are issued from one counter for all recipients.
-func (m *BoltMailbox) Put(recipient, sender wire.RoutingID, body []byte, now time.Time) (uint64, error) {
+func (m *BoltMailbox) Put(f Frame) (uint64, error) {
 	if err := m.enter(); err != nil {
 		return 0, err
 	}
 	defer m.mu.RUnlock()
-	if int64(len(body)) > m.limits.MaxBytes {
+	if int64(len(f.Body)) > m.limits.MaxBytes {
 		return 0, ErrMailboxFull // would never fit
 	}
-	r := &boltReq{put: true, recipient: recipient, sender: sender, body: body, at: now.UnixMilli(), done: make(chan struct{})}
-	m.reqs <- r
-	<-r.done
-	return r.id, r.err
+	r := &boltReq{op: reqPut, frame: f}
+	err := m.submit(r)
+	if errors.Is(err, berrors.ErrMaxSizeReached) {
+		err = ErrStorageFull // the file is at the cap (its free pages are too scattered)
+	}
+	return r.id, err
 }
 
 // Delete implements Mailbox. It waits for the commit, which it shares with
@@ -492,7 +673,7 @@ func (m *BoltMailbox) Delete(recipient wire.RoutingID, ids ...uint64) error {
 	// Queued together, the writer commits them in one transaction.
 	reqs := make([]boltReq, len(ids))
 	for i, id := range ids {
-		reqs[i] = boltReq{recipient: recipient, id: id, done: make(chan struct{})}
+		reqs[i] = boltReq{op: reqDelete, rid: recipient, id: id, done: make(chan struct{})}
 		m.reqs <- &reqs[i]
 	}
 	var err error
@@ -504,21 +685,36 @@ func (m *BoltMailbox) Delete(recipient wire.RoutingID, ids ...uint64) error {
 }
 
 // writer commits the requests waiting in m.reqs, as many as are there (up to
-// boltMaxBatch) in one transaction, until Close.
+// boltMaxBatch) in one transaction, until Close. A request that runs alone
+// (reqTx, reqAlone) ends the batch before it.
 func (m *BoltMailbox) writer() {
 	defer close(m.done)
 	batch := make([]*boltReq, 0, boltMaxBatch)
+	var next *boltReq // taken from m.reqs, not yet in a batch
 	for {
-		select {
-		case r := <-m.reqs:
-			batch = append(batch[:0], r)
-		case <-m.quit:
-			return
+		if next == nil {
+			select {
+			case next = <-m.reqs:
+			case <-m.quit:
+				return
+			}
 		}
+		if next.op == reqTx || next.op == reqAlone {
+			m.alone(next)
+			close(next.done)
+			next = nil
+			continue
+		}
+		batch = append(batch[:0], next)
+		next = nil
 	more:
 		for len(batch) < boltMaxBatch {
 			select {
 			case r := <-m.reqs:
+				if r.op == reqTx || r.op == reqAlone {
+					next = r
+					break more
+				}
 				batch = append(batch, r)
 			default:
 				break more
@@ -532,9 +728,32 @@ func (m *BoltMailbox) writer() {
 	}
 }
 
+// alone runs a request that has the writer to itself.
+func (m *BoltMailbox) alone(r *boltReq) {
+	if p := m.broken.Load(); p != nil {
+		r.err = *p
+		return
+	}
+	if r.op == reqAlone {
+		r.excl()
+		return
+	}
+	r.err = m.update(func(tx *bolt.Tx) error {
+		t, err := m.openTx(tx)
+		if err != nil {
+			return err
+		}
+		if err := r.fn(t); err != nil {
+			return err
+		}
+		return t.saveTotals()
+	})
+}
+
 // commit applies a batch in one transaction. If the transaction fails (not
-// a request refused with ErrMailboxFull, which changes nothing and does not
-// fail it), each request is tried alone, so one bad request fails alone.
+// a request refused with a quota or registration error, which changes
+// nothing and does not fail it), each request is tried alone, so one bad
+// request fails alone.
 func (m *BoltMailbox) commit(batch []*boltReq) {
 	if p := m.broken.Load(); p != nil {
 		for _, r := range batch {
@@ -559,13 +778,14 @@ func (m *BoltMailbox) commit(batch []*boltReq) {
 
 // boltTx is the mailbox's buckets in one transaction.
 type boltTx struct {
-	meta, stats, mail *bolt.Bucket
-	totals            boltTotals
+	m                      *BoltMailbox
+	meta, stats, mail, reg *bolt.Bucket
+	totals                 boltTotals
 }
 
-func openBoltTx(tx *bolt.Tx) (*boltTx, error) {
-	t := &boltTx{meta: tx.Bucket(bucketMeta), stats: tx.Bucket(bucketStats), mail: tx.Bucket(bucketMail)}
-	if t.meta == nil || t.stats == nil || t.mail == nil {
+func (m *BoltMailbox) openTx(tx *bolt.Tx) (*boltTx, error) {
+	t := &boltTx{m: m, meta: tx.Bucket(bucketMeta), stats: tx.Bucket(bucketStats), mail: tx.Bucket(bucketMail), reg: tx.Bucket(bucketReg)}
+	if t.meta == nil || t.stats == nil || t.mail == nil || t.reg == nil {
 		return nil, fmt.Errorf("%w: a mailbox bucket is missing", ErrMailboxCorrupt)
 	}
 	var err error
@@ -574,6 +794,20 @@ func openBoltTx(tx *bolt.Tx) (*boltTx, error) {
 }
 
 func (t *boltTx) saveTotals() error { return t.meta.Put(keyTotals, t.totals.encode()) }
+
+// touch notes, for a Compact in progress, that rid's frames or stats
+// changed. The writer goroutine only.
+func (t *boltTx) touch(rid wire.RoutingID) {
+	if t.m.dirty != nil {
+		t.m.dirty[rid] = struct{}{}
+	}
+}
+
+func (t *boltTx) touchReg(rid wire.RoutingID) {
+	if t.m.dirtyReg != nil {
+		t.m.dirtyReg[rid] = struct{}{}
+	}
+}
 
 // stat returns a recipient's stats entry and whether there is one.
 func (t *boltTx) stat(rid wire.RoutingID) (boltStat, bool, error) {
@@ -587,17 +821,20 @@ func (t *boltTx) stat(rid wire.RoutingID) (boltStat, bool, error) {
 
 // apply runs a batch in tx, setting each request's outcome.
 func (m *BoltMailbox) apply(tx *bolt.Tx, batch []*boltReq) error {
-	t, err := openBoltTx(tx)
+	t, err := m.openTx(tx)
 	if err != nil {
 		return err
 	}
 	for _, r := range batch {
 		r.err = nil
-		if r.put {
+		switch r.op {
+		case reqPut:
 			r.id = 0
-			err = m.putTx(t, r)
-		} else {
-			err = m.deleteTx(t, r.recipient, r.id)
+			err = t.put(r)
+		case reqDelete:
+			err = t.delete(r.rid, r.id)
+		case reqRegister:
+			err = t.register(r)
 		}
 		if err != nil {
 			return err
@@ -606,18 +843,47 @@ func (m *BoltMailbox) apply(tx *bolt.Tx, batch []*boltReq) error {
 	return t.saveTotals()
 }
 
-// putTx stores one frame, or refuses it with ErrMailboxFull in r.err.
-func (m *BoltMailbox) putTx(t *boltTx, r *boltReq) error {
-	st, ok, err := t.stat(r.recipient)
+// register records a registration stamp (in r.id), or refuses a new one
+// with ErrStorageFull in r.err.
+func (t *boltTx) register(r *boltReq) error {
+	old := t.reg.Get(r.rid[:])
+	if old == nil {
+		if t.totals.used()+regOverhead > t.m.limits.softCap() {
+			r.err = ErrStorageFull
+			return nil
+		}
+		t.totals.regs++
+	} else if len(old) == 8 && binary.BigEndian.Uint64(old) >= r.id {
+		return nil
+	}
+	t.touchReg(r.rid)
+	return t.reg.Put(r.rid[:], binary.BigEndian.AppendUint64(nil, r.id))
+}
+
+// put stores one frame, or refuses it with a Mailbox error in r.err.
+func (t *boltTx) put(r *boltReq) error {
+	f := &r.frame
+	if t.reg.Get(f.Recipient[:]) == nil {
+		r.err = ErrUnknownRecipient
+		return nil
+	}
+	st, ok, err := t.stat(f.Recipient)
 	if err != nil {
 		return err
 	}
-	n := int64(len(r.body))
-	if st.frames+1 > int64(m.limits.MaxFrames) || st.bytes+n > m.limits.MaxBytes {
+	frames, bytes := st.msgs, st.msgBytes
+	if f.Receipt {
+		frames, bytes = st.rcpts, st.rcptBytes
+	}
+	if !t.m.limits.quota(f.Receipt, frames, bytes, len(f.Body)) {
 		r.err = ErrMailboxFull
 		return nil
 	}
-	box, err := t.mail.CreateBucketIfNotExists(r.recipient[:])
+	if !t.m.limits.fits(t.totals.used(), len(f.Body), f.Held) {
+		r.err = ErrStorageFull
+		return nil
+	}
+	box, err := t.mail.CreateBucketIfNotExists(f.Recipient[:])
 	if err != nil {
 		return err
 	}
@@ -626,31 +892,31 @@ func (m *BoltMailbox) putTx(t *boltTx, r *boltReq) error {
 	if err != nil {
 		return err
 	}
-	v := make([]byte, boltHeaderSize+len(r.body)) // bbolt keeps it until the commit
-	binary.BigEndian.PutUint64(v, uint64(r.at))
-	copy(v[8:], r.sender[:])
-	copy(v[boltHeaderSize:], r.body)
-	if err := box.Put(frameKey(id), v); err != nil {
+	at := f.At.UnixMilli()
+	if err := box.Put(frameKey(id), encodeFrame(at, f.Receipt, f.Body)); err != nil {
 		return err
 	}
 	if !ok {
-		st.oldest = r.at
+		st.oldest = at
 		t.totals.recipients++
 	}
-	st.frames++
-	st.bytes += n
-	st.oldest = min(st.oldest, r.at)
-	if err := t.stats.Put(r.recipient[:], st.encode()); err != nil {
+	st.add(f.Receipt, len(f.Body))
+	st.oldest = min(st.oldest, at)
+	if err := t.stats.Put(f.Recipient[:], st.encode()); err != nil {
 		return err
 	}
 	t.totals.frames++
-	t.totals.bytes += n
+	t.totals.bytes += int64(len(f.Body))
+	if f.Receipt {
+		t.totals.receipts++
+	}
+	t.touch(f.Recipient)
 	r.id = id
 	return nil
 }
 
-// deleteTx deletes one frame if it is there.
-func (m *BoltMailbox) deleteTx(t *boltTx, rid wire.RoutingID, id uint64) error {
+// delete deletes one frame if it is there.
+func (t *boltTx) delete(rid wire.RoutingID, id uint64) error {
 	box := t.mail.Bucket(rid[:])
 	if box == nil {
 		return nil
@@ -660,10 +926,9 @@ func (m *BoltMailbox) deleteTx(t *boltTx, rid wire.RoutingID, id uint64) error {
 	if v == nil {
 		return nil // not there, or a bucket (which no frame id names)
 	}
-	n := int64(len(v) - boltHeaderSize)
-	if n < 0 {
-		n = 0
-		m.malformed.Add(1)
+	f, ok := decodeFrame(v, boltFormat)
+	if !ok {
+		t.m.malformed.Add(1)
 	}
 	if err := box.Delete(k); err != nil {
 		return err
@@ -672,10 +937,13 @@ func (m *BoltMailbox) deleteTx(t *boltTx, rid wire.RoutingID, id uint64) error {
 	if err != nil {
 		return err
 	}
-	st.frames--
-	st.bytes -= n
+	st.remove(f.Receipt, len(f.Body))
 	t.totals.frames--
-	t.totals.bytes -= n
+	t.totals.bytes -= int64(len(f.Body))
+	if f.Receipt {
+		t.totals.receipts--
+	}
+	t.touch(rid)
 	return t.settle(rid, box, st)
 }
 
@@ -683,7 +951,11 @@ func (m *BoltMailbox) deleteTx(t *boltTx, rid wire.RoutingID, id uint64) error {
 // the recipient's bucket and stats entry when it has no frames left.
 func (t *boltTx) settle(rid wire.RoutingID, box *bolt.Bucket, st boltStat) error {
 	if k, _ := box.Cursor().First(); k != nil {
-		st.frames, st.bytes = max(st.frames, 1), max(st.bytes, 0)
+		st.msgs, st.msgBytes = max(st.msgs, 0), max(st.msgBytes, 0)
+		st.rcpts, st.rcptBytes = max(st.rcpts, 0), max(st.rcptBytes, 0)
+		if st.msgs+st.rcpts == 0 {
+			st.msgs = 1
+		}
 		return t.stats.Put(rid[:], st.encode())
 	}
 	if err := t.mail.DeleteBucket(rid[:]); err != nil {
@@ -700,7 +972,7 @@ func (t *boltTx) settle(rid wire.RoutingID, box *bolt.Bucket, st boltStat) error
 
 // Pending implements Mailbox. A stored value too short to hold the frame
 // header is skipped and counted (Malformed); Expire deletes it.
-func (m *BoltMailbox) Pending(recipient wire.RoutingID, after uint64, max int, now time.Time) ([]StoredFrame, error) {
+func (m *BoltMailbox) Pending(recipient wire.RoutingID, after uint64, max int, receiptsOnly bool, now time.Time) ([]StoredFrame, error) {
 	if err := m.enter(); err != nil {
 		return nil, err
 	}
@@ -719,25 +991,27 @@ func (m *BoltMailbox) Pending(recipient wire.RoutingID, after uint64, max int, n
 		if box == nil {
 			return nil
 		}
+		if receiptsOnly {
+			if st, err := decodeStat(tx.Bucket(bucketStats).Get(recipient[:])); err == nil && st.rcpts == 0 {
+				return nil // no receipts: no need to read the messages
+			}
+		}
 		c := box.Cursor()
 		for k, v := c.Seek(frameKey(after + 1)); k != nil && len(out) < max; k, v = c.Next() {
-			if len(k) != 8 || len(v) < boltHeaderSize {
+			f, ok := decodeFrame(v, boltFormat)
+			if len(k) != 8 || !ok {
 				m.malformed.Add(1)
 				continue
 			}
-			at := int64(binary.BigEndian.Uint64(v))
-			if expired(at, nowMs, m.limits.TTL) {
+			if receiptsOnly && !f.Receipt || expired(f.StoredAt.UnixMilli(), nowMs, m.limits.TTL) {
 				continue
 			}
 			if out == nil {
 				out = make([]StoredFrame, 0, min(max, 64))
 			}
-			out = append(out, StoredFrame{
-				ID:       binary.BigEndian.Uint64(k),
-				Sender:   wire.RoutingID(v[8:boltHeaderSize]),
-				Body:     bytes.Clone(v[boltHeaderSize:]), // v lives only as long as tx
-				StoredAt: time.UnixMilli(at),
-			})
+			f.ID = binary.BigEndian.Uint64(k)
+			f.Body = bytes.Clone(f.Body) // v lives only as long as tx
+			out = append(out, f)
 		}
 		return nil
 	})
@@ -750,19 +1024,33 @@ func (m *BoltMailbox) Pending(recipient wire.RoutingID, after uint64, max int, n
 // Expire implements Mailbox. It reads only the stats of recipients whose
 // frames cannot have expired, and deletes in transactions of a few thousand
 // frames so that Puts are not held up for long. Malformed values are deleted
-// too, and counted in the result.
-func (m *BoltMailbox) Expire(now time.Time) (int, error) {
+// too, and counted in the result. It looks at the registrations once per
+// granule of their times, at most.
+func (m *BoltMailbox) Expire(now time.Time, online func(wire.RoutingID) bool) (Expired, error) {
 	if err := m.enter(); err != nil {
-		return 0, err
+		return Expired{}, err
 	}
 	defer m.mu.RUnlock()
 	nowMs := now.UnixMilli()
+	sweep := nowMs-m.regSwept.Load() >= m.limits.regGranule().Milliseconds()
 
-	var due []wire.RoutingID
+	var due, gone []wire.RoutingID
 	err := m.view(func(tx *bolt.Tx) error {
-		t, err := openBoltTx(tx)
+		t, err := m.openTx(tx)
 		if err != nil {
 			return err
+		}
+		if sweep {
+			err := t.reg.ForEach(func(k, v []byte) error {
+				if len(k) == wire.RoutingIDSize && len(v) == 8 && m.limits.regExpired(int64(binary.BigEndian.Uint64(v)), now) &&
+					(online == nil || !online(wire.RoutingID(k))) {
+					gone = append(gone, wire.RoutingID(k))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
 		return t.stats.ForEach(func(k, v []byte) error {
 			st, err := decodeStat(v)
@@ -773,40 +1061,100 @@ func (m *BoltMailbox) Expire(now time.Time) (int, error) {
 		})
 	})
 	if err != nil {
-		return 0, err
+		return Expired{}, err
+	}
+	if sweep {
+		m.regSwept.Store(nowMs)
 	}
 
-	total := 0
+	var total Expired
+	for len(gone) > 0 {
+		n := min(len(gone), boltExpireChunk/16)
+		var k Expired
+		err := m.submit(&boltReq{op: reqTx, fn: func(t *boltTx) error {
+			k = Expired{}
+			for _, id := range gone[:n] {
+				frames, err := t.unregister(id, now)
+				if err != nil {
+					return err
+				}
+				k.Frames += frames
+				if frames >= 0 {
+					k.Registrations++
+				}
+			}
+			return nil
+		}})
+		if err != nil {
+			return total, err
+		}
+		total.Frames += max(k.Frames, 0)
+		total.Registrations += k.Registrations
+		gone = gone[n:]
+	}
 	for len(due) > 0 {
 		var n, done int
-		err := m.update(func(tx *bolt.Tx) error {
+		err := m.submit(&boltReq{op: reqTx, fn: func(t *boltTx) error {
 			n, done = 0, 0
-			t, err := openBoltTx(tx)
-			if err != nil {
-				return err
-			}
 			for done < len(due) && n < boltExpireChunk {
-				k, err := m.expireTx(t, due[done], nowMs)
+				k, err := t.expire(due[done], nowMs)
 				if err != nil {
 					return err
 				}
 				n += k
 				done++
 			}
-			return t.saveTotals()
-		})
+			return nil
+		}})
 		if err != nil {
 			return total, err
 		}
-		total += n
+		total.Frames += n
 		due = due[done:]
 	}
 	return total, nil
 }
 
-// expireTx deletes a recipient's expired and malformed frames and makes its
+// unregister deletes an expired registration and every frame of its
+// identity, and returns how many frames; -1 if the registration was
+// renewed meanwhile.
+func (t *boltTx) unregister(id wire.RoutingID, now time.Time) (int, error) {
+	v := t.reg.Get(id[:])
+	if len(v) == 8 && !t.m.limits.regExpired(int64(binary.BigEndian.Uint64(v)), now) {
+		return -1, nil
+	}
+	if v != nil {
+		if err := t.reg.Delete(id[:]); err != nil {
+			return 0, err
+		}
+		t.totals.regs--
+	}
+	t.touchReg(id)
+	n := 0
+	if box := t.mail.Bucket(id[:]); box != nil {
+		n = box.Stats().KeyN
+		if err := t.mail.DeleteBucket(id[:]); err != nil {
+			return 0, err
+		}
+		t.touch(id)
+	}
+	if st, ok, err := t.stat(id); ok {
+		if err == nil {
+			t.totals.add(st, -1)
+		} else {
+			t.totals.recipients--
+		}
+		if err := t.stats.Delete(id[:]); err != nil {
+			return 0, err
+		}
+		t.touch(id)
+	}
+	return n, nil
+}
+
+// expire deletes a recipient's expired and malformed frames and makes its
 // stats exact.
-func (m *BoltMailbox) expireTx(t *boltTx, rid wire.RoutingID, nowMs int64) (int, error) {
+func (t *boltTx) expire(rid wire.RoutingID, nowMs int64) (int, error) {
 	old, had, err := t.stat(rid)
 	if err != nil {
 		old = boltStat{} // rebuilt below
@@ -817,16 +1165,16 @@ func (m *BoltMailbox) expireTx(t *boltTx, rid wire.RoutingID, nowMs int64) (int,
 	if box != nil {
 		c := box.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
+			f, ok := decodeFrame(v, boltFormat)
 			switch {
-			case len(v) < boltHeaderSize:
-				m.malformed.Add(1)
+			case !ok:
+				t.m.malformed.Add(1)
 				dead = append(dead, bytes.Clone(k))
-			case expired(int64(binary.BigEndian.Uint64(v)), nowMs, m.limits.TTL):
+			case expired(f.StoredAt.UnixMilli(), nowMs, t.m.limits.TTL):
 				dead = append(dead, bytes.Clone(k))
 			default:
-				st.frames++
-				st.bytes += int64(len(v) - boltHeaderSize)
-				st.oldest = min(st.oldest, int64(binary.BigEndian.Uint64(v)))
+				st.add(f.Receipt, len(f.Body))
+				st.oldest = min(st.oldest, f.StoredAt.UnixMilli())
 			}
 		}
 		// Deleting behind a bbolt cursor can make it skip keys: delete after.
@@ -841,12 +1189,14 @@ func (m *BoltMailbox) expireTx(t *boltTx, rid wire.RoutingID, nowMs int64) (int,
 			}
 		}
 	}
-	t.totals.frames += st.frames - old.frames
-	t.totals.bytes += st.bytes - old.bytes
-	if st.frames > 0 {
-		if !had {
-			t.totals.recipients++
-		}
+	if len(dead) > 0 || !had || err != nil {
+		t.touch(rid)
+	}
+	if had {
+		t.totals.add(old, -1)
+	}
+	if st.msgs+st.rcpts > 0 {
+		t.totals.add(st, 1)
 		return len(dead), t.stats.Put(rid[:], st.encode())
 	}
 	if box != nil {
@@ -855,7 +1205,6 @@ func (m *BoltMailbox) expireTx(t *boltTx, rid wire.RoutingID, nowMs int64) (int,
 		}
 	}
 	if had {
-		t.totals.recipients--
 		if err := t.stats.Delete(rid[:]); err != nil {
 			return 0, err
 		}
@@ -871,11 +1220,12 @@ func (m *BoltMailbox) Stats() (MailboxStats, error) {
 	defer m.mu.RUnlock()
 	var s MailboxStats
 	err := m.view(func(tx *bolt.Tx) error {
-		t, err := openBoltTx(tx)
+		t, err := m.openTx(tx)
 		if err != nil {
 			return err
 		}
-		s = MailboxStats{Frames: int(t.totals.frames), Bytes: t.totals.bytes, Recipients: int(t.totals.recipients)}
+		s = MailboxStats{Frames: int(t.totals.frames), Receipts: int(t.totals.receipts), Bytes: t.totals.bytes,
+			Recipients: int(t.totals.recipients), Registrations: int(t.totals.regs), Used: t.totals.used()}
 		return nil
 	})
 	return s, err
