@@ -353,7 +353,7 @@ func testMailboxTTL(t *testing.T, impl mailboxImpl, path string) {
 	if err != nil || n != 0 {
 		t.Fatalf("Expire at TTL = %d, %v; want 0", n, err)
 	}
-	n, err = expireFrames(m, t0.Add(time.Hour + time.Millisecond))
+	n, err = expireFrames(m, t0.Add(time.Hour+time.Millisecond))
 	if err != nil || n != 2 {
 		t.Fatalf("Expire = %d, %v; want 2 (alice's and bob's frames at 0)", n, err)
 	}
@@ -362,12 +362,12 @@ func testMailboxTTL(t *testing.T, impl mailboxImpl, path string) {
 	}
 	wantBodies(t, mustPending(t, m, alice, 0, 10, t0), "at 30m", "at 1h")
 	wantBodies(t, mustPending(t, m, bob, 0, 10, t0))
-	if n, err := expireFrames(m, t0.Add(time.Hour + time.Millisecond)); err != nil || n != 0 {
+	if n, err := expireFrames(m, t0.Add(time.Hour+time.Millisecond)); err != nil || n != 0 {
 		t.Fatalf("second Expire = %d, %v; want 0", n, err)
 	}
 	mustPut(t, m, alice, bob, "room again", t0.Add(time.Hour))
 
-	n, err = expireFrames(m, t0.Add(3 * time.Hour))
+	n, err = expireFrames(m, t0.Add(3*time.Hour))
 	if err != nil || n != 3 {
 		t.Fatalf("Expire of everything = %d, %v; want 3", n, err)
 	}
@@ -526,7 +526,7 @@ func testMailboxReopen(t *testing.T, impl mailboxImpl, path string) {
 	if _, err := put(m, alice, []byte("5"), t0); !errors.Is(err, ErrMailboxFull) {
 		t.Fatalf("Put: %v, want ErrMailboxFull", err)
 	}
-	if n, err := expireFrames(m, t0.Add(time.Hour + time.Millisecond)); err != nil || n != 4 {
+	if n, err := expireFrames(m, t0.Add(time.Hour+time.Millisecond)); err != nil || n != 4 {
 		t.Fatalf("Expire after reopen = %d, %v; want 4", n, err)
 	}
 }
@@ -713,7 +713,7 @@ func TestBoltMailboxDamage(t *testing.T) {
 			m.Pending(to, 0, 1000, false, t0)
 			put(m, to, []byte("after damage"), t0)
 		}
-		expireFrames(m, t0.Add(365 * 24 * time.Hour))
+		expireFrames(m, t0.Add(365*24*time.Hour))
 		m.Stats()
 		m.Close()
 	}

@@ -17,8 +17,8 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 	"golang.org/x/crypto/acme/autocert"
+	"golang.org/x/sys/unix"
 
 	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/relayd"
