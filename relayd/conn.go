@@ -198,8 +198,16 @@ func (c *conn) handshake() error {
 		Time: uint64(c.s.now().UnixMilli()), MaxFrameSize: uint32(l.MaxFrameSize), ID: c.id,
 	})
 	// Every connection collects stored receipts; a receiving one the
-	// rest of the backlog as well.
+	// rest of the backlog as well. A send-only connection reads its first
+	// batch now, so that its writer sends it before the custody answer
+	// to the frame that may follow Auth.
 	c.backlog = true
+	if !c.receive {
+		c.mu.Unlock()
+		receipts, _ := c.fetchBacklog()
+		c.mu.Lock()
+		c.queue = append(receipts, c.queue...)
+	}
 	c.kickLocked()
 	c.mu.Unlock()
 	if c.receive {
@@ -512,12 +520,21 @@ func (c *conn) writeLoop() {
 				return
 			}
 		}
-		for len(custody) > 0 {
-			n := min(len(custody), wire.MaxCommandEntries)
-			if !writeCmd(&wire.Command{Op: wire.OpCustody, Custody: custody[:n]}) {
-				return
+		writeCustody := func() bool {
+			for len(custody) > 0 {
+				n := min(len(custody), wire.MaxCommandEntries)
+				if !writeCmd(&wire.Command{Op: wire.OpCustody, Custody: custody[:n]}) {
+					return false
+				}
+				custody = custody[n:]
 			}
-			custody = custody[n:]
+			return true
+		}
+		// A send-only connection gets its stored receipts (fetched in the
+		// handshake) before any custody answer: a one-shot sender that
+		// closes at its answer has collected them by then.
+		if c.receive && !writeCustody() {
+			return
 		}
 		for len(pending) > 0 {
 			d := pending[0]
@@ -545,6 +562,9 @@ func (c *conn) writeLoop() {
 				return
 			}
 			c.s.metrics.frameOut(len(frame), d.storedID != 0)
+		}
+		if !c.receive && !writeCustody() {
+			return
 		}
 		if after != nil {
 			var err error

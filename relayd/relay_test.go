@@ -224,6 +224,7 @@ func TestStoreAndForward(t *testing.T) {
 	if n := backlogDone(t, bc); n != 5 {
 		t.Fatalf("BacklogDone %d, want 5", n)
 	}
+	ping(t, bc) // the relay has read the acks
 	bc.Close()
 	// The two unacknowledged ones come again; the acknowledged ones do not.
 	bc2 := dial(t, r, bob, true)
