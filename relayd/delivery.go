@@ -25,7 +25,7 @@ type delivery struct {
 	state    deliveryState // guarded by mu
 	storedID uint64        // guarded by mu: the mailbox id once stored
 	holders  int           // guarded by mu: connections holding it unacknowledged
-	answered bool          // guarded by mu: the sender was told "delivered"
+	answered bool          // static once published: the sender is told "delivered" (there were receivers)
 	refusal  wire.Reason   // guarded by mu: why the last attempt to store it failed
 }
 
@@ -58,6 +58,11 @@ func (s *Server) route(from *conn, h wire.Header, body []byte, now time.Time, rc
 	ephemeral := h.Flags&wire.FlagEphemeral != 0
 	if !ephemeral {
 		d.holders = len(receivers) // before any writer can see it
+		// Written before any writer can see it, so no lock per frame: with
+		// receivers the answer will be "delivered" (or, when every queue
+		// is full, "stored" after released() stored it as held, which
+		// only lets it use the reserve).
+		d.answered = len(receivers) > 0
 	}
 	n := 0
 	for _, rc := range receivers {
@@ -70,11 +75,6 @@ func (s *Server) route(from *conn, h wire.Header, body []byte, now time.Time, rc
 	}
 	switch {
 	case n > 0:
-		if !ephemeral {
-			d.mu.Lock()
-			d.answered = true // from now on it may use the storage kept for held frames
-			d.mu.Unlock()
-		}
 		s.metrics.routed(wire.StatusDelivered)
 		e.Status = wire.StatusDelivered
 		return e
