@@ -16,7 +16,6 @@ import (
 // everyone.
 type budgets struct {
 	size float64 // static: bytes per hour, and the bucket size
-	now  func() time.Time
 
 	mu sync.Mutex
 	m  map[wire.RoutingID]*bucket // guarded by mu
