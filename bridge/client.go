@@ -178,7 +178,7 @@ func (c *Client) queue(ctx context.Context, to keys.Contact, typ wire.MessageTyp
 	if err != nil {
 		return Pending{}, err
 	}
-	if _, err := c.store.AddOutgoing(ctx, to.Public, m, p.Envelope, 0, waitAck, m.SentAt); err != nil {
+	if _, err := c.store.AddOutgoing(ctx, to.Public, m, p.Envelope, p.Flags, waitAck, m.SentAt); err != nil {
 		return Pending{}, err
 	}
 	return p, nil
@@ -199,7 +199,7 @@ func (c *Client) seal(to keys.Contact, typ wire.MessageType, body []byte, waitAc
 	if err != nil {
 		return Pending{}, nil, err
 	}
-	return Pending{ID: id, PeerFP: to.Public.Fingerprint(), To: to.Public.ID(), Envelope: env, WaitAck: waitAck}, m, nil
+	return Pending{ID: id, PeerFP: to.Public.Fingerprint(), To: to.Public.ID(), Envelope: env, Flags: frameFlags(typ), WaitAck: waitAck}, m, nil
 }
 
 // saving is an outbox entry being committed on a goroutine of its own.
@@ -444,8 +444,13 @@ func (s *Session) command(ctx context.Context, cmd *wire.Command, refused func(R
 			}
 			if a.state != "" {
 				s.c.store.SetState(ctx, p.PeerFP, p.ID, a.state)
-			} else if refused != nil {
-				refused(Refused{ID: p.ID, Reason: e.Reason})
+			} else {
+				if !temporaryRefusal(e.Reason) { // it leaves the outbox, and says why
+					s.c.store.Refuse(ctx, p.PeerFP, p.ID, e.Reason, s.c.now())
+				}
+				if refused != nil {
+					refused(Refused{ID: p.ID, Reason: e.Reason})
+				}
 			}
 			// Only now, so that Awaiting() == 0 means the states are saved.
 			s.mu.Lock()
@@ -474,7 +479,7 @@ func (s *Session) incoming(ctx context.Context, in Incoming) {
 			s.conn.SendCommand(&wire.Command{Op: wire.OpAck, Acks: []uint64{in.Header.Index}})
 		}
 	}
-	contact, err := c.book.ByID(in.Header.ID)
+	contact, err := c.sender(in)
 	if err != nil {
 		c.log.Info("message from a stranger kept aside", "from_id", in.Header.ID)
 		if err := c.store.AddStranger(ctx, in.Header.ID, c.now()); err != nil {
@@ -546,7 +551,7 @@ func (s *Session) sendAck(ctx context.Context, to keys.Contact, id wire.MessageI
 	if err != nil {
 		return
 	}
-	s.conn.SendData(to.Public.ID(), 0, env)
+	s.conn.SendData(to.Public.ID(), frameFlags(typ), env)
 }
 
 // Backoff is exponential backoff with full jitter, for reconnecting.
@@ -820,7 +825,7 @@ func (c *Client) Send(ctx context.Context, to keys.Contact, body []byte, waitDel
 		case a := <-answered:
 			answered = nil
 			if a.state == "" {
-				return fail(st, fmt.Errorf("the relay refused the message: %s", a.reason))
+				return fail(st, &RefusedError{ID: id, Reason: a.reason})
 			}
 			if rankOf(a.state) > rankOf(st) {
 				st = a.state

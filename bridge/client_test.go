@@ -74,6 +74,14 @@ func (w *world) party(name string) *party {
 	}
 	p := &party{id: id, book: book, dir: dir}
 	p.open(w)
+	// Registered, as its first receiving connection would make it: the
+	// relay stores only for registered identities.
+	if w.mb == nil {
+		return p // no relay
+	}
+	if err := w.mb.Register(id.Public().ID(), time.Now()); err != nil {
+		w.t.Fatal(err)
+	}
 	return p
 }
 
@@ -212,7 +220,7 @@ func TestDuplicateShownOnce(t *testing.T) {
 	// And every copy was acknowledged to the relay: none is left there for
 	// bob. (What is there is bob's delivery acknowledgement for alice,
 	// once per copy, so that a sender whose first one was lost hears.)
-	if left, _ := w.mb.Pending(bob.id.Public().ID(), 0, 10, time.Now()); len(left) != 0 {
+	if left, _ := w.mb.Pending(bob.id.Public().ID(), 0, 10, false, time.Now()); len(left) != 0 {
 		t.Fatalf("%d frames left at the relay for bob", len(left))
 	}
 }
@@ -240,8 +248,11 @@ func TestStrangersAndForgeries(t *testing.T) {
 	if len(recs) != 0 {
 		t.Fatalf("stored %+v", recs)
 	}
+	// Both were stored (bob was offline), and the relay keeps no sender
+	// ids: neither envelope carries a contact's pair tag, so both count
+	// as from an unnamed stranger.
 	s, _ := bob.store.Strangers(context.Background())
-	if len(s) != 1 || s[0].ID != carol.id.Public().ID() || s[0].Count != 1 {
+	if len(s) != 1 || !s[0].ID.IsUnnamed() || s[0].Count != 2 {
 		t.Fatalf("strangers %+v", s)
 	}
 	if st, _ := w.mb.Stats(); st.Frames != 0 {
@@ -281,7 +292,9 @@ func TestLiveAndRead(t *testing.T) {
 	}
 	toBob, _ := alice.book.Get("bob")
 	toAlice, _ := bob.book.Get("alice")
-	// Wait until both are connected (SendLive needs a connection).
+	// Wait until both are connected (SendLive needs a connection; a
+	// typing notice reaches only a contact online).
+	waitConnected(t, bob, toAlice)
 	deadline := time.Now().Add(5 * time.Second)
 	for alice.client.SendLive(ctx, toBob, wire.TypeTyping, true) != nil {
 		if time.Now().After(deadline) {
@@ -457,7 +470,8 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // Close closes the unused one.
 func TestSendTakesDialAhead(t *testing.T) {
 	rid, _ := wire.NewRelayIdentity(rand.Reader)
-	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{})})
+	mb := relayd.NewMemoryMailbox(relayd.MailboxLimits{})
+	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: mb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +479,7 @@ func TestSendTakesDialAhead(t *testing.T) {
 	ln := &countingListener{Listener: inner}
 	go srv.Serve(ln)
 	defer srv.Shutdown(context.Background(), 0)
-	w := &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/")}
+	w := &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/"), mb: mb}
 	alice, bob := w.party("alice"), w.party("bob")
 	befriend(t, alice, bob, "alice", "bob")
 	toBob, _ := alice.book.Get("bob")
@@ -582,7 +596,9 @@ func TestSendTwoClientsOneIdentity(t *testing.T) {
 	}
 }
 
-// A refusal reaches a Send on its own connection at once, too.
+// A refusal reaches a Send on its own connection at once, too; the
+// refused message leaves the outbox with the refusal recorded, so that it
+// is not refused again on every connection.
 func TestSendRefusedOnOwnConnection(t *testing.T) {
 	w := newWorldLimits(t, relayd.MailboxLimits{MaxFrames: 1})
 	alice, bob := w.party("alice"), w.party("bob")
@@ -598,8 +614,18 @@ func TestSendRefusedOnOwnConnection(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "mailbox_full") || time.Since(start) > 5*time.Second {
 		t.Fatalf("second, over the quota: %v after %v", err, time.Since(start))
 	}
-	if st, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); st != bridge.StatePending {
-		t.Fatalf("refused message is %q, want still pending", st)
+	var re *bridge.RefusedError
+	if !errors.As(err, &re) || re.Reason != wire.ReasonMailboxFull || re.Temporary() {
+		t.Fatalf("second: %#v", err)
+	}
+	if st, _ := alice.store.State(ctx, toBob.Public.Fingerprint(), id); st != bridge.StateRefused {
+		t.Fatalf("refused message is %q, want %q", st, bridge.StateRefused)
+	}
+	if r, ok, err := alice.store.Refusal(ctx, toBob.Public.Fingerprint(), id); !ok || r != wire.ReasonMailboxFull || err != nil {
+		t.Fatalf("recorded refusal %v %v %v", r, ok, err)
+	}
+	if out, _ := alice.store.Outbox(ctx); len(out) != 0 {
+		t.Fatalf("the outbox still holds %d entries", len(out))
 	}
 }
 

@@ -137,9 +137,9 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 	}
 	var nc *netbatch.Conn
 	d.NetDialContext = netbatch.Dialer(func(c *netbatch.Conn) { nc = c })
-	ws, _, err := d.DialContext(ctx, addr.URL, opt.Header)
+	ws, resp, err := d.DialContext(ctx, addr.URL, opt.Header)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", addr.URL, err)
+		return nil, dialError(addr.URL, resp, err)
 	}
 	// The handshake's reads and writes have ctx's deadline; a cancelled
 	// ctx (a signal, an abandoned dial) closes the connection under them.

@@ -104,7 +104,7 @@ func OpenStore(path string, history bool) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	db.SetMaxOpenConns(1) // one writer per process; other processes wait on busy_timeout
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + schemaRefusals); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %q: %w", path, err)
 	}

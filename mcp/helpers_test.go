@@ -35,12 +35,14 @@ func TestMain(m *testing.M) {
 type world struct {
 	t     testing.TB
 	relay wire.RelayAddress
+	mb    relayd.Mailbox
 }
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
 	rid, _ := wire.NewRelayIdentity(rand.Reader)
-	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{})})
+	mb := relayd.NewMemoryMailbox(relayd.MailboxLimits{})
+	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: mb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func newWorld(t testing.TB) *world {
 		srv.Shutdown(ctx, 0)
 		<-done
 	})
-	return &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/")}
+	return &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/"), mb: mb}
 }
 
 // party is one identity with its home: contacts, store, client.
@@ -82,6 +84,10 @@ func (w *world) party(name string) *party {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { store.Close() })
+	// Registered, as its first receiving connection would make it.
+	if err := w.mb.Register(id.Public().ID(), time.Now()); err != nil {
+		w.t.Fatal(err)
+	}
 	return &party{name: name, self: &keys.IdentityFile{Identity: id, Name: name, Relay: w.relay.String()}, book: book, store: store, dir: dir,
 		client: bridge.NewClient(bridge.Config{Identity: id, Relay: w.relay, Book: book, Store: store})}
 }

@@ -1,28 +1,36 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/mdp/qrterminal/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/wschat/wschat/bridge"
 	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/wire"
 )
 
 func newKeygenCmd(e *env, h *homeFlags) *cobra.Command {
 	var name string
-	var force bool
+	var force, offline bool
 	cmd := &cobra.Command{
 		Use:   "keygen",
 		Short: "Make this identity and print its invite",
 		Long: `Make a new identity (an X25519 and an Ed25519 keypair from fresh randomness)
 in the home directory, with a nickname and the relay it uses, and print its
 invite: one line to hand to the people and agents you will talk with.
-The key file is written 0600 and never overwritten without --force.`,
+The key file is written 0600 and never overwritten without --force.
+
+With --relay, keygen registers the identity on that relay (a relay keeps
+messages only for identities registered on it, for 90 days after their
+last wschat listen, chat or mcp by default) and refuses a relay it cannot
+reach; --offline skips that.`,
 		Example: `  wschat keygen --name alice --relay 'ws://127.0.0.1:8443/#YFpy...'
   WSCHAT_HOME=~/.wschat-bot wschat keygen --name bot --relay "$RELAY"`,
 		Args: cobra.NoArgs,
@@ -35,9 +43,17 @@ The key file is written 0600 and never overwritten without --force.`,
 					return usageError{fmt.Errorf("--relay: %w", err)}
 				}
 			}
+			if _, err := os.Lstat(h.identityPath()); err == nil && !force {
+				return withHint(fmt.Errorf("an identity already exists in %s", h.home), "keep it, or replace it (its contacts will need your new invite) with --force")
+			}
 			id, err := wire.NewIdentity(rand.Reader)
 			if err != nil {
 				return err
+			}
+			if h.relay != "" && !offline {
+				if err := registerIdentity(cmd.Context(), h.relay, id); err != nil {
+					return err
+				}
 			}
 			f := &keys.IdentityFile{Identity: id, Name: name, Relay: h.relay}
 			if err := keys.Save(h.identityPath(), f, keys.SaveOptions{Force: force}); err != nil {
@@ -53,7 +69,31 @@ The key file is written 0600 and never overwritten without --force.`,
 	}
 	cmd.Flags().StringVar(&name, "name", defaultNick(), "nickname shown to your contacts")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing identity")
+	cmd.Flags().BoolVar(&offline, "offline", false, "do not register on the relay now (it stores messages for you only from your first wschat listen)")
 	return cmd
+}
+
+// registerIdentity registers a new identity on its relay, so that
+// messages can wait there for it before it first listens; a relay that
+// cannot be reached is refused.
+func registerIdentity(ctx context.Context, relay string, id *wire.Identity) error {
+	addr, err := wire.ParseRelayAddress(relay)
+	if err != nil {
+		return usageError{fmt.Errorf("--relay: %w", err)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := bridge.Register(ctx, addr, id, 10*time.Second); err != nil {
+		if rerr := refusalError("", err); rerr != nil {
+			return rerr
+		}
+		hint := "check the address (the line `wschat relay` printed) and that the relay is running; --offline makes the identity without registering"
+		if errors.Is(err, bridge.ErrRelayAuth) {
+			hint = "the key after # in the address is not this relay's: copy the whole line `wschat relay` printed"
+		}
+		return withHint(fmt.Errorf("could not register on the relay %s: %w", addr.URL, err), hint)
+	}
+	return nil
 }
 
 func defaultNick() string {

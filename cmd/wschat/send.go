@@ -28,6 +28,9 @@ client has acknowledged it. The message id is printed on stdout.
 
 A message that could not be handed over stays in the outbox and goes out
 with the next wschat command that connects. At most %d bytes.
+A message the relay refuses (the contact is not registered there, their
+mailbox is full, ...) leaves the outbox: the error says why, and it is not
+sent again by itself.
 Exit codes: 0 sent, 1 error (relay unreachable, refused), 3 not confirmed
 within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 		Example: `  wschat send --to alice "backup finished"
@@ -95,6 +98,9 @@ func runSend(ctx context.Context, e *env, h *homeFlags, to string, body []byte, 
 	case errors.Is(err, bridge.ErrNotConfirmed), ctx.Err() != nil:
 		return errTimedOut
 	default:
+		if rerr := refusalError(to, err); rerr != nil {
+			return rerr
+		}
 		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "it goes out with the next wschat command that connects; is the relay running?")
 	}
 }
