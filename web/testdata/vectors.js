@@ -123,6 +123,24 @@ export function runVectors({ golden, keyVectors }) {
     return c.custody.length === 1 && e.index === 1n && e.status === wire.STATUS.Stored && e.reason === 0 ? true : JSON.stringify(c, big);
   });
   check('ack frame byte for byte', () => same(session.send.sealCommand({ op: wire.OP.Ack, acks: [0n] }).frame, g.frame_c2s_2_ack));
+  // A stored frame comes without its sender's id (UNNAMED_ID): the pair
+  // tag names the sender.
+  check('stored unnamed frame: sender found by its pair tag, opened', () => {
+    const f = Uint8Array.from(g.frame_s2c_2_stored_unnamed);
+    const h = session.recv.openHeader(f);
+    if (h.index !== 2n || !equal(h.id, wire.UNNAMED_ID) || h.flags !== 0) return `header ${JSON.stringify(h, big)}`;
+    const body = f.subarray(9);
+    if (!ab.from(body) || ab.from(g.envelope_alice_to_bob)) return 'pair tag does not tell the senders apart';
+    const m = ab.open(body);
+    return new TextDecoder().decode(m.body) === 'hello, alice' ? true : 'opened wrong';
+  });
+  check('receipt frame byte for byte (FLAG_RECEIPT)', () => {
+    const rm = { id: Uint8Array.from({ length: 16 }, (_, i) => 0x20 + i), sentAt: FIXED_TIME, type: wire.TYPE.Delivered, body: Uint8Array.from({ length: 16 }, (_, i) => 0x10 + i) };
+    const env = ab.seal(rm, detRand('golden receipt')(24));
+    const f = concat(new Uint8Array(9), env);
+    const i = session.send.sealHeader(f, bob.pub.id, wire.FLAG_RECEIPT);
+    return i === 3n ? same(f, g.frame_c2s_3_receipt_to_bob) : `index ${i}`;
+  });
   check('bob opens the envelope', () => {
     const m = ba.open(g.envelope_alice_to_bob);
     return new TextDecoder().decode(m.body) === 'hello, bob' && m.sentAt === FIXED_TIME && m.type === 1 && m.id[15] === 15 ? true : 'opened wrong';
