@@ -193,3 +193,65 @@ func TestWschatWeb(t *testing.T) {
 		t.Error("the page does not say it is served by wschat web")
 	}
 }
+
+// TestWebLongMessageAndRemove: a message of the largest size arrives whole
+// and stays in its bubble; removing a contact keeps its history out of the
+// list and refuses nothing silently.
+func TestWebLongMessageAndRemove(t *testing.T) {
+	p := newPairing(t, startRelay(t))
+	b := p.b
+	long := strings.Repeat("line of a long paste, with some words in it\n", 1480) + "end"
+	if len(long) > 65442 {
+		long = long[:65442]
+	}
+	cmd := exec.Command(wschatBin(t), "--home", p.agent, "send", "--to", "ana")
+	cmd.Stdin = strings.NewReader(long)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	b.waitJS(`[...document.querySelectorAll('#messages .msg.in .text')].some(e => e.textContent.length > 60000)`, 20*time.Second)
+	got := eval[int](b, `[...document.querySelectorAll('#messages .msg.in .text')].find(e => e.textContent.length > 60000).textContent.length`)
+	if got != len([]rune(long)) {
+		t.Errorf("the long message shows %d characters, sent %d", got, len(long))
+	}
+	if h := eval[float64](b, `document.querySelector('#messages .msg.in .bubble').getBoundingClientRect().height / innerHeight`); h > 0.95 {
+		t.Errorf("the long message's bubble is %.0f%% of the window", h*100)
+	}
+	// A paste of many lines from the page.
+	b.do(chromedp.SetValue(`#compose`, "pasted\nover\nthree lines"))
+	b.click(`#send`)
+	if m := startListen(t, p.agent).next(t, "message", 15*time.Second); m["text"] != "pasted\nover\nthree lines" {
+		t.Fatalf("listen got %v", m)
+	}
+	b.shot("desktop-long-message")
+
+	// Remove the contact: asked first, then gone from the list.
+	b.click(`#conv-info`)
+	b.click(`#remove`)
+	b.waitJS(`!!document.querySelector('dialog[open] button.danger')`, 5*time.Second)
+	b.click(`dialog[open] button.danger`)
+	b.waitJS(`document.querySelectorAll('button.conv').length === 0`, 5*time.Second)
+	// Adding the same keys again brings the history back.
+	addByLink(t, b, mustCLI(t, p.agent, "invite", "--link"))
+	waitText(t, b, "pasted\nover\nthree lines")
+}
+
+// TestWebDamagedStore: a browser database that is not wschat's gives a
+// clear screen, not a blank page.
+func TestWebDamagedStore(t *testing.T) {
+	r := startRelay(t)
+	b := newBrowser(t)
+	b.do(chromedp.Navigate(r.httpBase() + "nope"))
+	eval[chromedp.Void](b, `new Promise((resolve, reject) => {
+		const q = indexedDB.open('wschat', 1);
+		q.onupgradeneeded = () => q.result.createObjectStore('something-else');
+		q.onsuccess = () => { q.result.close(); resolve(); };
+		q.onerror = () => reject(q.error);
+	})`)
+	b.do(chromedp.Navigate(r.webURL()))
+	b.waitJS(`document.querySelector('.fatal h1')?.textContent.includes('cannot open its storage')`, 10*time.Second)
+	if txt := eval[string](b, `document.querySelector('.fatal').textContent`); !strings.Contains(txt, "damaged") {
+		t.Errorf("the screen does not say what is wrong: %q", txt)
+	}
+	b.shot("desktop-damaged-store")
+}

@@ -226,7 +226,9 @@ export class Client extends EventTarget {
       receive,
       WebSocketImpl: this.WS,
       handlers: {
-        onData: (h, body) => (receive ? this.incoming(conn, h, body) : undefined),
+        // A send-only connection gets the receipts the relay stored for
+        // us (PROTOCOL.md §6), handled like any incoming frame.
+        onData: (h, body) => this.incoming(conn, h, body),
         onCommand: (c) => this.command(conn, c),
         onClose: (err) => {
           this.inFlight.delete(conn);

@@ -76,12 +76,28 @@ async function boot() {
     app.store = await Store.open();
   } catch (e) {
     const err = e instanceof StoreError ? e : new StoreError('io', String(e));
+    const actions = [{ label: 'Try again', primary: true, run: () => location.reload() }];
+    if (err.kind === 'corrupt') {
+      actions.push({
+        label: 'Start over',
+        run: async () => {
+          if (!confirm('Delete everything wschat keeps in this browser for this site and start over? Your contacts can reach you again only if you import an exported identity file.')) return;
+          await new Promise((resolve) => {
+            const q = indexedDB.deleteDatabase('wschat');
+            q.onsuccess = q.onerror = q.onblocked = () => resolve();
+          });
+          location.reload();
+        },
+      });
+    }
     fatal('wschat cannot open its storage in this browser', [
-      err.message,
+      `The browser says: ${err.message}.`,
       err.kind === 'unsupported'
         ? 'Private or restricted windows may block storage; open wschat in a normal window.'
-        : 'If this keeps happening, the site data may be damaged: export nothing is possible without it, so restore from an exported identity file after clearing this site’s data in the browser settings.',
-    ], [{ label: 'Try again', primary: true, run: () => location.reload() }]);
+        : err.kind === 'corrupt'
+          ? 'What wschat keeps for this site is damaged or was written by another program. If you exported your identity file, start over and import it.'
+          : 'Close other wschat tabs and try again.',
+    ], actions);
     return;
   }
   let rec;
