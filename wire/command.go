@@ -61,6 +61,40 @@ const (
 	//
 	//	count u32 (frames sent from storage)
 	OpBacklogDone Op = 0x08
+
+	// OpPushKey (relay -> client): the relay sends Web Push wake-ups; this
+	// is its VAPID public key (RFC 8292), which a browser needs to
+	// subscribe. Sent right after Welcome on receiving connections:
+	//
+	//	key [65] (uncompressed P-256 point)
+	OpPushKey Op = 0x09
+
+	// OpPushSubscribe (client -> relay): wake this identity with a Web
+	// Push when a message is stored for it while it has no receiving
+	// connection (PROTOCOL.md §6). The subscription is a browser's
+	// (PushSubscription.toJSON()), its keys decoded:
+	//
+	//	p256dh [65] ‖ auth [16] ‖ endpoint length u16 (1..MaxPushEndpoint) ‖ endpoint
+	OpPushSubscribe Op = 0x0a
+
+	// OpPushUnsubscribe (client -> relay): forget the subscription with
+	// this endpoint:
+	//
+	//	endpoint length u16 (1..MaxPushEndpoint) ‖ endpoint
+	OpPushUnsubscribe Op = 0x0b
+
+	// OpPushResult (relay -> client) answers each PushSubscribe and
+	// PushUnsubscribe, in the order they came:
+	//
+	//	reason u8 (ReasonNone: done)
+	OpPushResult Op = 0x0c
+)
+
+// Push subscription sizes.
+const (
+	PushKeySize     = 65   // an uncompressed P-256 public key
+	PushAuthSize    = 16   // the subscription's auth secret
+	MaxPushEndpoint = 1024 // bytes of an endpoint URL
 )
 
 // MaxCommandEntries bounds the entries of one Custody or Ack command.
@@ -117,7 +151,8 @@ const (
 	ReasonBadRecipient     Reason = 15 // addressed to the relay id or to itself
 	ReasonStorageFull      Reason = 16 // the relay's storage for offline recipients is full
 	ReasonSenderBudget     Reason = 17 // the sender stored more for offline recipients than the relay allows for now
-	reasonCount                   = 18
+	ReasonBadEndpoint      Reason = 18 // a push endpoint the relay will not call
+	reasonCount                   = 19
 )
 
 var reasonNames = [reasonCount]string{
@@ -125,6 +160,7 @@ var reasonNames = [reasonCount]string{
 	"recipient_offline", "unknown_recipient", "shutting_down", "internal",
 	"too_many_connections", "handshake_failed", "version", "idle",
 	"slow_consumer", "expired", "bad_recipient", "storage_full", "sender_budget",
+	"bad_endpoint",
 }
 
 // ParseReason is the inverse of Reason.String for the known reasons.
@@ -175,6 +211,12 @@ type Command struct {
 	TryFor     uint32
 
 	Count uint32 // OpBacklogDone
+
+	// OpPushKey (PushKey), OpPushSubscribe (all three), OpPushUnsubscribe
+	// (PushEndpoint). OpPushResult uses Reason.
+	PushKey      []byte
+	PushAuth     []byte
+	PushEndpoint string
 }
 
 // Command parse errors.
@@ -195,6 +237,8 @@ var commandFixedSize = map[Op]int{
 	OpPong:        8,
 	OpRestarting:  4 + 4,
 	OpBacklogDone: 4,
+	OpPushKey:     PushKeySize,
+	OpPushResult:  1,
 }
 
 func (c *Command) appendTo(b []byte) ([]byte, error) {
@@ -233,10 +277,42 @@ func (c *Command) appendTo(b []byte) ([]byte, error) {
 		b = le.AppendUint32(b, c.TryFor)
 	case OpBacklogDone:
 		b = le.AppendUint32(b, c.Count)
+	case OpPushKey:
+		if len(c.PushKey) != PushKeySize {
+			return nil, fmt.Errorf("%w: push key of %d bytes", ErrCommandMalformed, len(c.PushKey))
+		}
+		b = append(b, c.PushKey...)
+	case OpPushSubscribe:
+		if len(c.PushKey) != PushKeySize || len(c.PushAuth) != PushAuthSize {
+			return nil, fmt.Errorf("%w: push keys of %d and %d bytes", ErrCommandMalformed, len(c.PushKey), len(c.PushAuth))
+		}
+		b = append(b, c.PushKey...)
+		b = append(b, c.PushAuth...)
+		fallthrough
+	case OpPushUnsubscribe:
+		if n := len(c.PushEndpoint); n == 0 || n > MaxPushEndpoint {
+			return nil, fmt.Errorf("%w: push endpoint of %d bytes", ErrCommandMalformed, n)
+		}
+		b = le.AppendUint16(b, uint16(len(c.PushEndpoint)))
+		b = append(b, c.PushEndpoint...)
+	case OpPushResult:
+		b = append(b, byte(c.Reason))
 	default:
 		return nil, fmt.Errorf("%w: op %#x", ErrUnknownCommand, byte(c.Op))
 	}
 	return b, nil
+}
+
+// parseEndpoint reads "length u16 ‖ endpoint", the whole of b.
+func parseEndpoint(b []byte) (string, error) {
+	if len(b) < 2 {
+		return "", ErrCommandMalformed
+	}
+	n := int(binary.LittleEndian.Uint16(b))
+	if n == 0 || n > MaxPushEndpoint || len(b) != 2+n {
+		return "", fmt.Errorf("%w: push endpoint of %d bytes in %d", ErrCommandMalformed, n, len(b))
+	}
+	return string(b[2:]), nil
 }
 
 // MarshalBinary encodes the command's plaintext (op byte and fields).
@@ -312,6 +388,27 @@ func (c *Command) UnmarshalBinary(b []byte) error {
 		c.TryFor = le.Uint32(body[4:])
 	case OpBacklogDone:
 		c.Count = le.Uint32(body)
+	case OpPushKey:
+		c.PushKey = append([]byte(nil), body...)
+	case OpPushSubscribe:
+		if len(body) < PushKeySize+PushAuthSize {
+			return fmt.Errorf("%w: push subscription of %d bytes", ErrCommandMalformed, len(body))
+		}
+		c.PushKey = append([]byte(nil), body[:PushKeySize]...)
+		c.PushAuth = append([]byte(nil), body[PushKeySize:PushKeySize+PushAuthSize]...)
+		ep, err := parseEndpoint(body[PushKeySize+PushAuthSize:])
+		if err != nil {
+			return err
+		}
+		c.PushEndpoint = ep
+	case OpPushUnsubscribe:
+		ep, err := parseEndpoint(body)
+		if err != nil {
+			return err
+		}
+		c.PushEndpoint = ep
+	case OpPushResult:
+		c.Reason = Reason(body[0])
 	default:
 		return fmt.Errorf("%w: op %#x", ErrUnknownCommand, b[0])
 	}

@@ -131,7 +131,34 @@ func goldenVectors(t *testing.T) []vector {
 		t.Fatal(err)
 	}
 	add("frame_c2s_3_receipt_to_bob", receipt)
+	// Push: the relay's VAPID key after the backlog, alice's subscription,
+	// the relay's answer.
+	pushKey, _, err := res.Session.Send.AppendCommand(nil, &Command{Op: OpPushKey, PushKey: goldenPushKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("frame_s2c_3_push_key", pushKey)
+	sub, _, err := cs.Send.AppendCommand(nil, &Command{Op: OpPushSubscribe, PushKey: goldenPushKey(), PushAuth: []byte("0123456789abcdef"), PushEndpoint: goldenPushEndpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("frame_c2s_4_push_subscribe", sub)
+	result, _, err := res.Session.Send.AppendCommand(nil, &Command{Op: OpPushResult})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("frame_s2c_4_push_result", result)
 	return out
+}
+
+const goldenPushEndpoint = "https://push.example/wpush/v2/gAAAAABk"
+
+// goldenPushKey is a fixed uncompressed P-256 point (the generator).
+func goldenPushKey() []byte {
+	k, _ := hex.DecodeString("04" +
+		"6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296" +
+		"4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+	return k
 }
 
 func TestGoldenVectors(t *testing.T) {
@@ -286,6 +313,15 @@ func TestGoldenDecode(t *testing.T) {
 	}
 	if string(m.Body) != "hello, bob" || m.Type != TypeText || !m.SentAt.Equal(fixedTime) || m.ID[15] != 15 {
 		t.Fatalf("opened %+v", m)
+	}
+	if c := openCmd(cs.Recv, "frame_s2c_3_push_key", OpPushKey); !bytes.Equal(c.PushKey, goldenPushKey()) {
+		t.Fatalf("push key %+v", c)
+	}
+	if c := openCmd(res.Session.Recv, "frame_c2s_4_push_subscribe", OpPushSubscribe); c.PushEndpoint != goldenPushEndpoint || string(c.PushAuth) != "0123456789abcdef" || !bytes.Equal(c.PushKey, goldenPushKey()) {
+		t.Fatalf("push subscribe %+v", c)
+	}
+	if c := openCmd(cs.Recv, "frame_s2c_4_push_result", OpPushResult); c.Reason != ReasonNone {
+		t.Fatalf("push result %+v", c)
 	}
 	rm, err := ba.Open(receipt[FrameHeaderSize:])
 	if err != nil || rm.Type != TypeDelivered || len(AckIDs(rm.Body)) != 1 || AckIDs(rm.Body)[0][0] != 0x10 {

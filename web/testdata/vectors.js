@@ -141,6 +141,18 @@ export function runVectors({ golden, keyVectors }) {
     const i = session.send.sealHeader(f, bob.pub.id, wire.FLAG_RECEIPT);
     return i === 3n ? same(f, g.frame_c2s_3_receipt_to_bob) : `index ${i}`;
   });
+  const pushKey = unhex('046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5');
+  check('push key opens', () => {
+    const f = Uint8Array.from(g.frame_s2c_3_push_key);
+    const c = session.recv.openCommand(session.recv.openHeader(f), f);
+    return c.op === wire.OP.PushKey ? same(c.key, pushKey) : `op ${c.op}`;
+  });
+  check('push subscribe byte for byte', () => same(session.send.sealCommand({ op: wire.OP.PushSubscribe, p256dh: pushKey, auth: utf8('0123456789abcdef'), endpoint: 'https://push.example/wpush/v2/gAAAAABk' }).frame, g.frame_c2s_4_push_subscribe));
+  check('push result opens', () => {
+    const f = Uint8Array.from(g.frame_s2c_4_push_result);
+    const c = session.recv.openCommand(session.recv.openHeader(f), f);
+    return c.op === wire.OP.PushResult && c.reason === 0 ? true : JSON.stringify(c, big);
+  });
   check('bob opens the envelope', () => {
     const m = ba.open(g.envelope_alice_to_bob);
     return new TextDecoder().decode(m.body) === 'hello, bob' && m.sentAt === FIXED_TIME && m.type === 1 && m.id[15] === 15 ? true : 'opened wrong';

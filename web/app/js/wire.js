@@ -252,17 +252,21 @@ export function parseRelayAddress(s) {
 
 // §5: frames and header blinding; §6: relay commands.
 
-export const OP = { Welcome: 1, Custody: 2, Ack: 3, Error: 4, Ping: 5, Pong: 6, Restarting: 7, BacklogDone: 8 };
+export const OP = { Welcome: 1, Custody: 2, Ack: 3, Error: 4, Ping: 5, Pong: 6, Restarting: 7, BacklogDone: 8, PushKey: 9, PushSubscribe: 10, PushUnsubscribe: 11, PushResult: 12 };
+export const PUSH_KEY_SIZE = 65;
+export const PUSH_AUTH_SIZE = 16;
+export const MAX_PUSH_ENDPOINT = 1024;
 export const STATUS = { Delivered: 1, Stored: 2, Refused: 3 };
 export const REASONS = [
   'none', 'malformed', 'too_large', 'rate_limited', 'mailbox_full',
   'recipient_offline', 'unknown_recipient', 'shutting_down', 'internal',
   'too_many_connections', 'handshake_failed', 'version', 'idle',
   'slow_consumer', 'expired', 'bad_recipient', 'storage_full', 'sender_budget',
+  'bad_endpoint',
 ];
 export const reasonName = (r) => REASONS[r] || `reason_${r}`;
 
-const FIXED_SIZE = { 1: 22, 4: 5, 5: 8, 6: 8, 7: 8, 8: 4 };
+const FIXED_SIZE = { 1: 22, 4: 5, 5: 8, 6: 8, 7: 8, 8: 4, 9: 65, 12: 1 };
 
 export function encodeCommand(c) {
   let b;
@@ -314,11 +318,41 @@ export function encodeCommand(c) {
       b = new Uint8Array(5);
       putU32(b, 1, c.count);
       break;
+    case OP.PushKey:
+      if (c.key.length !== PUSH_KEY_SIZE) throw new WireError('ErrCommandMalformed', 'push key size');
+      b = concat(new Uint8Array(1), c.key);
+      break;
+    case OP.PushSubscribe:
+    case OP.PushUnsubscribe: {
+      const ep = utf8(c.endpoint);
+      if (ep.length === 0 || ep.length > MAX_PUSH_ENDPOINT) throw new WireError('ErrCommandMalformed', `push endpoint of ${ep.length} bytes`);
+      const len = new Uint8Array(2);
+      putU16(len, 0, ep.length);
+      if (c.op === OP.PushSubscribe) {
+        if (c.p256dh.length !== PUSH_KEY_SIZE || c.auth.length !== PUSH_AUTH_SIZE) throw new WireError('ErrCommandMalformed', 'push subscription keys');
+        b = concat(new Uint8Array(1), c.p256dh, c.auth, len, ep);
+      } else {
+        b = concat(new Uint8Array(1), len, ep);
+      }
+      break;
+    }
+    case OP.PushResult:
+      b = Uint8Array.of(0, c.reason);
+      break;
     default:
       throw new WireError('ErrUnknownCommand', `op ${c.op}`);
   }
   b[0] = c.op;
   return b;
+}
+
+function parseEndpoint(b) {
+  if (b.length < 2) throw new WireError('ErrCommandMalformed');
+  const n = getU16(b, 0);
+  if (n === 0 || n > MAX_PUSH_ENDPOINT || b.length !== 2 + n) throw new WireError('ErrCommandMalformed', `push endpoint of ${n} bytes in ${b.length}`);
+  const s = utf8Decode(b.subarray(2));
+  if (s === null) throw new WireError('ErrCommandMalformed', 'push endpoint is not UTF-8');
+  return s;
 }
 
 // parseCommand decodes a command plaintext strictly. u64 fields are BigInt.
@@ -370,6 +404,15 @@ export function parseCommand(b) {
       return { op, retryAfter: getU32(body, 0), tryFor: getU32(body, 4) };
     case OP.BacklogDone:
       return { op, count: getU32(body, 0) };
+    case OP.PushKey:
+      return { op, key: body.slice() };
+    case OP.PushSubscribe:
+      if (body.length < PUSH_KEY_SIZE + PUSH_AUTH_SIZE) throw new WireError('ErrCommandMalformed', 'push subscription size');
+      return { op, p256dh: body.slice(0, PUSH_KEY_SIZE), auth: body.slice(PUSH_KEY_SIZE, PUSH_KEY_SIZE + PUSH_AUTH_SIZE), endpoint: parseEndpoint(body.subarray(PUSH_KEY_SIZE + PUSH_AUTH_SIZE)) };
+    case OP.PushUnsubscribe:
+      return { op, endpoint: parseEndpoint(body) };
+    case OP.PushResult:
+      return { op, reason: body[0] };
     default:
       throw new WireError('ErrUnknownCommand', `op ${op}`);
   }
