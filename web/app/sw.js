@@ -7,6 +7,19 @@
 // when the network is down or slow. Hashed files: the kept copy, since
 // their content never changes under a name. Nothing else is touched: the
 // relay connection is a WebSocket, which service workers never see.
+//
+// Push (PROTOCOL.md §6, "Push wake-ups"): the relay's push carries no
+// content. The worker connects as the identity, collects the stored
+// messages as the page would (stored before acknowledged, shown once),
+// and builds the notifications here: one per conversation, the contact's
+// name and the text (or only "New message", as the person chose). Read
+// receipts wait until the person opens the conversation.
+
+import { Store } from './js/store.js';
+import { Client } from './js/client.js';
+import { Identity, parseRelayAddress } from './js/wire.js';
+import { seedsOf } from './js/lock.js';
+import { shown, shownName } from './js/ui.js';
 
 const VERSION = /*VERSION*/;
 const ASSETS = /*ASSETS*/;
@@ -62,4 +75,85 @@ self.addEventListener('fetch', (ev) => {
   } else if (ASSETS.includes(url.pathname) || SHELL.includes(url.pathname)) {
     ev.respondWith(cacheFirst(req));
   }
+});
+
+const ICON = ASSETS.find((a) => a.startsWith('/icons/icon-192.')) || '/icons/icon-192.png';
+
+// tell lets the app's windows (and the tests) know a push was handled.
+async function tell(msg) {
+  for (const c of await self.clients.matchAll({ type: 'window', includeUncontrolled: true })) c.postMessage(msg);
+}
+
+async function notify(title, body, tag, data) {
+  await self.registration.showNotification(title, { body, tag, renotify: true, icon: ICON, badge: ICON, data, timestamp: Date.now() });
+}
+
+// collectAndNotify returns what it showed: [{peer, count}].
+async function collectAndNotify() {
+  const store = await Store.open();
+  try {
+    const rec = await store.getMeta('identity');
+    if (!rec) return [];
+    const settings = (await store.getMeta('push')) || {};
+    const showText = settings.showText !== false;
+    if (rec.locked) {
+      await notify('wschat', 'New message: unlock wschat to read it', 'wschat', {});
+      return [{ peer: '', count: 1 }];
+    }
+    const identity = new Identity(...seedsOf(rec));
+    const client = new Client({ store, identity, name: rec.name, relay: parseRelayAddress(rec.relay) });
+    await client.load();
+    const lockName = `wschat-connection-${identity.pub.idHex}`;
+    const got = await navigator.locks.request(lockName, { ifAvailable: true }, async (lock) => (lock ? client.collect() : null));
+    if (got === null) {
+      // A window of the app holds the connection and takes the message.
+      return [];
+    }
+    const byPeer = new Map();
+    for (const r of got) {
+      const list = byPeer.get(r.peer) || [];
+      list.push(r);
+      byPeer.set(r.peer, list);
+    }
+    const shownList = [];
+    for (const [peer, list] of byPeer) {
+      const c = client.contacts.get(peer);
+      const last = list[list.length - 1];
+      const more = list.length > 1 ? ` (and ${list.length - 1} more)` : '';
+      const title = c ? shownName(c.name) : 'wschat';
+      const text = last.text === null || last.text === undefined ? 'A message this version cannot show' : shown(last.text);
+      await notify(showText ? title : 'wschat', showText ? (text.length > 180 ? text.slice(0, 179) + '…' : text) + more : 'New message', `wschat-${peer}`, { peer });
+      shownList.push({ peer, count: list.length });
+    }
+    return shownList;
+  } finally {
+    store.close();
+  }
+}
+
+self.addEventListener('push', (ev) => {
+  ev.waitUntil((async () => {
+    try {
+      const shownList = await collectAndNotify();
+      await tell({ kind: 'push-done', shown: shownList });
+    } catch (e) {
+      await notify('wschat', 'New message', 'wschat', {});
+      await tell({ kind: 'push-done', error: String(e && e.message ? e.message : e) });
+    }
+  })());
+});
+
+self.addEventListener('notificationclick', (ev) => {
+  ev.notification.close();
+  const peer = ev.notification.data && ev.notification.data.peer;
+  ev.waitUntil((async () => {
+    const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+    const w = wins.find((c) => new URL(c.url).origin === self.location.origin);
+    if (w) {
+      await w.focus();
+      w.postMessage({ kind: 'open', peer });
+      return;
+    }
+    await self.clients.openWindow(peer ? `/#conv=${peer}` : '/');
+  })());
 });

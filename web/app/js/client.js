@@ -62,6 +62,24 @@ export class Backoff {
   }
 }
 
+// decodeSubscription turns a PushSubscription's JSON into the fields of
+// a PushSubscribe command.
+export function decodeSubscription(j) {
+  const p256dh = unb64urlLoose(j.keys && j.keys.p256dh);
+  const auth = unb64urlLoose(j.keys && j.keys.auth);
+  if (!p256dh || p256dh.length !== wire.PUSH_KEY_SIZE || !auth || auth.length !== wire.PUSH_AUTH_SIZE || typeof j.endpoint !== 'string') {
+    throw new Error('the browser gave a push subscription of an unknown form');
+  }
+  return { p256dh, auth, endpoint: j.endpoint };
+}
+
+// unb64urlLoose accepts base64url with or without padding (browsers give
+// it without; some with).
+function unb64urlLoose(s) {
+  if (typeof s !== 'string') return null;
+  return unb64url(s.replace(/=+$/, ''));
+}
+
 // contactFromRecord rebuilds the in-memory contact from its stored form.
 function contactFromRecord(r) {
   const pub = wire.PublicIdentity.from(unb64url(r.x), unb64url(r.ed));
@@ -85,6 +103,8 @@ export class Client extends EventTarget {
     this.others = new Map(); // relay address string -> {conn, timer, opening}
     this.inFlight = new Map(); // RelayConn -> Map(index string -> outbox id)
     this.live = new Map(); // fp -> {typing, typingUntil, online}
+    this.pushKey = null; // the relay's VAPID key, from PushKey
+    this.pushWaiters = new Map(); // RelayConn -> resolvers of PushResults, in order
     this.stopped = true;
     this.flushing = null;
     this.channel = typeof BroadcastChannel !== 'undefined' ? new BroadcastChannel('wschat-client') : null;
@@ -155,15 +175,17 @@ export class Client extends EventTarget {
     }
     this.onOnline = () => this.kick();
     addEventListener('online', this.onOnline);
-    this.onVisible = () => document.visibilityState === 'visible' && this.kick();
-    document.addEventListener?.('visibilitychange', this.onVisible);
+    if (typeof document !== 'undefined') {
+      this.onVisible = () => document.visibilityState === 'visible' && this.kick();
+      document.addEventListener('visibilitychange', this.onVisible);
+    }
   }
 
   stop() {
     this.stopped = true;
     this.lockAbort?.abort();
     removeEventListener('online', this.onOnline);
-    document.removeEventListener?.('visibilitychange', this.onVisible);
+    if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', this.onVisible);
     this.wake?.();
     this.main?.close();
     for (const o of this.others.values()) o.conn?.close();
@@ -239,6 +261,7 @@ export class Client extends EventTarget {
     let endedWith;
     conn.ended = new Promise((resolve) => (endedWith = resolve));
     this.inFlight.set(conn, new Map());
+    conn.backlog = new Promise((resolve) => (conn.backlogDone = resolve));
     return conn;
   }
 
@@ -331,7 +354,23 @@ export class Client extends EventTarget {
   }
 
   async command(conn, c) {
-    if (c.op !== wire.OP.Custody) return;
+    switch (c.op) {
+      case wire.OP.BacklogDone:
+        conn.backlogDone?.();
+        return;
+      case wire.OP.PushKey:
+        if (conn === this.main) await this.onPushKey(c.key);
+        return;
+      case wire.OP.PushResult: {
+        const waiter = (this.pushWaiters.get(conn) || []).shift();
+        waiter?.(c.reason);
+        return;
+      }
+      case wire.OP.Custody:
+        break;
+      default:
+        return;
+    }
     const fl = this.inFlight.get(conn);
     if (!fl) return;
     for (const e of c.custody) {
@@ -542,6 +581,79 @@ export class Client extends EventTarget {
     const l = this.live.get(fp);
     if (!l) return { typing: false, online: false };
     return { typing: l.typing && this.now() < l.typingUntil, online: l.online };
+  }
+
+  // Push (PROTOCOL.md §6, "Push wake-ups").
+
+  async onPushKey(key) {
+    this.pushKey = key;
+    await this.store.setMeta('pushKey', { relay: this.relay.toString(), key: b64url(key) });
+    this.emit('push', {});
+    // Renew this browser's subscription on every connection: the relay
+    // may have forgotten it, and the browser may have rotated it.
+    const p = await this.store.getMeta('push');
+    if (p && p.enabled && p.subscription) this.pushCommand({ op: wire.OP.PushSubscribe, ...decodeSubscription(p.subscription) }).catch(() => {});
+  }
+
+  // pushCommand sends a push command on the receiving connection and
+  // resolves with the relay's PushResult reason (0: done).
+  pushCommand(cmd) {
+    const conn = this.main;
+    if (!conn) return Promise.reject(new Error('not connected to the relay'));
+    return new Promise((resolve, reject) => {
+      const list = this.pushWaiters.get(conn) || [];
+      this.pushWaiters.set(conn, list);
+      const t = setTimeout(() => reject(new Error('the relay did not answer')), 10_000);
+      list.push((reason) => {
+        clearTimeout(t);
+        resolve(reason);
+      });
+      conn.sendCommand(cmd);
+    });
+  }
+
+  // pushSubscribe registers a browser PushSubscription (its toJSON()).
+  async pushSubscribe(subJSON, showText = true) {
+    const reason = await this.pushCommand({ op: wire.OP.PushSubscribe, ...decodeSubscription(subJSON) });
+    if (reason !== 0) throw new Error(`the relay refused the subscription: ${wire.reasonName(reason)}`);
+    await this.store.setMeta('push', { enabled: true, subscription: subJSON, showText });
+  }
+
+  async pushUnsubscribe() {
+    const p = await this.store.getMeta('push');
+    if (p && p.subscription) await this.pushCommand({ op: wire.OP.PushUnsubscribe, endpoint: p.subscription.endpoint }).catch(() => {});
+    await this.store.setMeta('push', { enabled: false, showText: p ? p.showText : true });
+  }
+
+  // collect is what the service worker does on a push: connect as the
+  // identity (receiving), take every stored frame as the page would
+  // (stored, delivered sent, then acknowledged), hand over the outbox, and
+  // close. It returns the new incoming text messages.
+  async collect(timeoutMs = 20_000) {
+    const got = [];
+    const onChange = (ev) => {
+      if (ev.detail.kind === 'messages' && ev.detail.incoming && ev.detail.rec) got.push(ev.detail.rec);
+    };
+    this.addEventListener('change', onChange);
+    const conn = this.newConn(this.relay, true);
+    this.leader = true;
+    let timer;
+    try {
+      await conn.open();
+      this.main = conn;
+      this.flush();
+      await Promise.race([conn.backlog, conn.ended, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+      await conn.idle();
+      await this.flushing;
+    } finally {
+      clearTimeout(timer);
+      this.removeEventListener('change', onChange);
+      conn.close();
+      await conn.idle();
+      this.main = null;
+      this.leader = false;
+    }
+    return got;
   }
 
   // Contacts.

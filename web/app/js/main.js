@@ -48,6 +48,7 @@ function readLink() {
   if (!hash) return;
   const params = new URLSearchParams(hash);
   if (params.has('invite')) app.pendingInvite = cleanInvite(params.get('invite'));
+  else if (params.has('conv') && /^[0-9a-f]{64}$/.test(params.get('conv'))) app.pendingConv = params.get('conv');
   else if (/^[A-Za-z0-9_-]{43}$/.test(hash)) app.linkKey = hash;
   // The fragment never reaches the server; keep it out of history too.
   history.replaceState(null, '', location.pathname + location.search);
@@ -154,6 +155,10 @@ export function start(identity) {
         const invite = app.pendingInvite;
         app.pendingInvite = '';
         app.go({ view: 'add', invite });
+      } else if (app.pendingConv) {
+        const peer = app.pendingConv;
+        app.pendingConv = '';
+        if (app.client.contacts.has(peer)) app.go({ view: 'conv', peer });
       }
     });
   });
@@ -171,6 +176,10 @@ function relayIsPage(relay) {
 function registerServiceWorker() {
   if (!('serviceWorker' in navigator)) return;
   navigator.serviceWorker.register('/sw.js', { scope: '/', type: 'module' }).catch((e) => console.warn('wschat: no offline support:', e.message));
+  // A tapped notification opens its conversation here.
+  navigator.serviceWorker.addEventListener('message', (ev) => {
+    if (ev.data && ev.data.kind === 'open' && ev.data.peer && app.client.contacts.has(ev.data.peer)) app.go({ view: 'conv', peer: ev.data.peer });
+  });
 }
 
 // The relay this page would make an identity on, and how its key is known.

@@ -6,6 +6,7 @@ import { h, icon, clear, shownName, toast, copyText, download, dialog } from './
 import { parseInvite, cleanInvite, checkContactName, suggestContactName, safetyNumber, marshalIdentity, IdentityFile, Invite } from './keys.js';
 import { lockedRecord, plainRecord } from './lock.js';
 import { qrCanvas } from './qr.js';
+import { unb64url } from './bytes.js';
 import { avatar } from './views.js';
 
 function pageHeader(title, go) {
@@ -241,6 +242,7 @@ export function renderMe(app, go) {
       h('button.plain', { type: 'button', id: 'export', onclick: () => exportIdentity(app) }, 'Export identity file'),
     )));
 
+  cards.push(notificationsCard(app));
   cards.push(passphraseCard(app));
   cards.push(h('div.card',
     h('h2', 'Leave this browser'),
@@ -258,6 +260,85 @@ async function exportIdentity(app) {
   if (!ok) return;
   const idf = new IdentityFile(app.client.identity, app.rec.name, app.rec.relay);
   download(`wschat-identity-${suggestContactName(app.rec.name)}.txt`, marshalIdentity(idf));
+}
+
+export const SUBSCRIBE_TIMEOUT_MS = 10_000;
+
+function withTimeout(p, ms, message) {
+  return Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error(message)), ms))]);
+}
+
+// notificationsCard turns Web Push wake-ups on and off (PROTOCOL.md §6).
+function notificationsCard(app) {
+  const client = app.client;
+  const state = h('p.hint', { id: 'push-state', 'aria-live': 'polite' });
+  const err = h('p.error', { role: 'alert', id: 'push-error' });
+  const toggle = h('button.plain', { type: 'button', id: 'push-toggle' });
+  const showText = h('input', { type: 'checkbox', id: 'push-show-text' });
+  const card = h('div.card', { id: 'notifications' },
+    h('h2', 'Notifications'),
+    h('p.hint', 'Your relay wakes this browser when a message waits for you; the notification is made here, on your device: the relay and the push service never see the text or who wrote it.'),
+    state,
+    h('div.actions', toggle),
+    h('label.row', { for: 'push-show-text' }, showText, h('span', 'Show the sender and the text in notifications (else only “New message”)')),
+    err);
+  const supported = 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+  async function paint() {
+    const p = (await app.store.getMeta('push')) || {};
+    const key = client.pushKey || (await app.store.getMeta('pushKey'))?.key;
+    showText.checked = p.showText !== false;
+    toggle.hidden = false;
+    if (!supported) {
+      state.textContent = 'This browser cannot receive push notifications.';
+      toggle.hidden = true;
+    } else if (!key) {
+      state.textContent = 'Your relay does not send wake-ups (or has not said so yet: it tells once connected).';
+      toggle.hidden = true;
+    } else if (Notification.permission === 'denied') {
+      state.textContent = 'Notifications are blocked for this site in the browser settings.';
+      toggle.hidden = true;
+    } else if (p.enabled) {
+      state.textContent = 'On: this browser is woken when a message waits.';
+      toggle.textContent = 'Turn off';
+    } else {
+      state.textContent = 'Off.';
+      toggle.textContent = 'Turn on notifications';
+    }
+  }
+  toggle.addEventListener('click', async () => {
+    err.textContent = '';
+    toggle.disabled = true;
+    try {
+      const p = (await app.store.getMeta('push')) || {};
+      if (p.enabled) {
+        await client.pushUnsubscribe();
+        const reg = await navigator.serviceWorker.ready;
+        await (await reg.pushManager.getSubscription())?.unsubscribe();
+      } else {
+        if ((await Notification.requestPermission()) !== 'granted') throw new Error('Notifications were not allowed.');
+        const keyB64 = client.pushKey ? null : (await app.store.getMeta('pushKey'))?.key;
+        const key = client.pushKey || unb64url(keyB64);
+        const reg = await withTimeout(navigator.serviceWorker.ready, SUBSCRIBE_TIMEOUT_MS, 'The app’s service worker is not running; reload and try again.');
+        state.textContent = 'Asking the browser for a subscription…';
+        const sub = await withTimeout(reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }), SUBSCRIBE_TIMEOUT_MS,
+          `The browser did not answer the request for a push subscription in ${SUBSCRIBE_TIMEOUT_MS / 1000} s (some browsers need their push service, which may be blocked here). Try again later.`);
+        await client.pushSubscribe(sub.toJSON(), showText.checked);
+      }
+    } catch (e) {
+      err.textContent = e.message;
+    } finally {
+      toggle.disabled = false;
+      paint();
+    }
+  });
+  showText.addEventListener('change', async () => {
+    const p = (await app.store.getMeta('push')) || {};
+    p.showText = showText.checked;
+    await app.store.setMeta('push', p);
+  });
+  client.addEventListener('change', (ev) => ev.detail.kind === 'push' && paint());
+  paint();
+  return card;
 }
 
 function passphraseCard(app) {

@@ -152,8 +152,11 @@ export function renderMain(app) {
   setInterval(() => client.status.state === 'offline' && renderStatus(client.status), 1000);
 
   addEventListener('popstate', (ev) => route(ev.state || { view: 'list' }, false));
-  const first = app.pendingInvite ? { view: 'add', invite: app.pendingInvite } : app.firstRun ? { view: 'me', firstRun: true } : { view: 'list' };
+  const first = app.pendingInvite ? { view: 'add', invite: app.pendingInvite }
+    : app.pendingConv && client.contacts.has(app.pendingConv) ? { view: 'conv', peer: app.pendingConv }
+      : app.firstRun ? { view: 'me', firstRun: true } : { view: 'list' };
   app.pendingInvite = '';
+  app.pendingConv = '';
   history.replaceState({ view: 'list' }, '');
   route(first, first.view !== 'list');
 }
