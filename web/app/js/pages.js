@@ -285,7 +285,7 @@ function notificationsCard(app) {
   const supported = 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
   async function paint() {
     const p = (await app.store.getMeta('push')) || {};
-    const key = client.pushKey || (await app.store.getMeta('pushKey'))?.key;
+    const key = client.pushKey || (await app.store.getMeta('pushKey'))?.key || app.config.vapid;
     showText.checked = p.showText !== false;
     toggle.hidden = false;
     if (!supported) {
@@ -316,7 +316,7 @@ function notificationsCard(app) {
         await (await reg.pushManager.getSubscription())?.unsubscribe();
       } else {
         if ((await Notification.requestPermission()) !== 'granted') throw new Error('Notifications were not allowed.');
-        const keyB64 = client.pushKey ? null : (await app.store.getMeta('pushKey'))?.key;
+        const keyB64 = client.pushKey ? null : (await app.store.getMeta('pushKey'))?.key || app.config.vapid;
         const key = client.pushKey || unb64url(keyB64);
         const reg = await withTimeout(navigator.serviceWorker.ready, SUBSCRIBE_TIMEOUT_MS, 'The app’s service worker is not running; reload and try again.');
         state.textContent = 'Asking the browser for a subscription…';

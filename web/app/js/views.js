@@ -88,8 +88,14 @@ export function renderMain(app) {
       h('button.primary', { type: 'button', onclick: () => go({ view: 'add' }) }, 'Add a contact'));
   }
 
+  // renderList rebuilds the conversation list. Calls overlap (every event
+  // asks for one); only the latest one draws, so a slow, older read of the
+  // store never paints over a newer one.
+  let listGen = 0;
   async function renderList() {
+    const gen = ++listGen;
     const convs = new Map((await app.store.convs()).map((c) => [c.peer, c]));
+    if (gen !== listGen) return;
     const contacts = [...client.contacts.values()];
     contacts.sort((a, b) => (convs.get(b.fp)?.lastSeq || 0) - (convs.get(a.fp)?.lastSeq || 0) || a.name.localeCompare(b.name));
     clear(list);
