@@ -124,8 +124,8 @@ type entry struct {
 	out    bool
 	text   string
 	at     time.Time
-	state  string // outgoing: the store's state
-	err    string // local: why it is not queued
+	state  bridge.State // outgoing: the store's state
+	err    string       // local: why it is not queued
 }
 
 func (e entry) key() any {

@@ -231,11 +231,11 @@ func TestHistoryOnOpen(t *testing.T) {
 	at := f.clock.Add(-2 * time.Hour).Local().Format("15:04")
 	f.receive(f.bob, "hello alice")
 	f.clock.Add(time.Minute)
-	id, err := f.client.Queue(f.ctx, f.contact("bob"), wire.TypeText, []byte("hi bob"), false)
+	id, err := f.client.Queue(f.ctx, f.contact("bob"), wire.TypeText, []byte("hi bob"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.store.SetState(f.ctx, f.bob.Public().Fingerprint(), id, bridge.StateDelivered)
+	f.store.SetState(f.ctx, f.bob.Public().Fingerprint(), bridge.StateDelivered, id)
 	f.receive(f.carol, "psst, carol here")
 	f.clock.Add(2 * time.Hour)
 
@@ -276,10 +276,10 @@ func TestSendAndStates(t *testing.T) {
 		t.Fatalf("message shown %d times", n)
 	}
 	fp := f.bob.Public().Fingerprint()
-	for _, st := range []string{bridge.StateStored, bridge.StateDelivered, bridge.StateRead} {
-		f.store.SetState(f.ctx, fp, texts[0].ID, st)
+	for _, st := range []bridge.State{bridge.StateStored, bridge.StateDelivered, bridge.StateRead} {
+		f.store.SetState(f.ctx, fp, st, texts[0].ID)
 		f.send(m, wakeMsg{})
-		if r := row(m, "hello there"); !strings.HasSuffix(strings.TrimRight(r, " "), st) {
+		if r := row(m, "hello there"); !strings.HasSuffix(strings.TrimRight(r, " "), string(st)) {
 			t.Fatalf("row %q: want %s", r, st)
 		}
 	}

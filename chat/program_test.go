@@ -37,7 +37,7 @@ func TestProgram(t *testing.T) {
 	if len(texts) != 1 || string(texts[0].Body) != "pong" {
 		t.Fatalf("sent %+v", texts)
 	}
-	f.store.SetState(f.ctx, f.bob.Public().Fingerprint(), texts[0].ID, bridge.StateRead)
+	f.store.SetState(f.ctx, f.bob.Public().Fingerprint(), bridge.StateRead, texts[0].ID)
 	tm.Send(wakeMsg{})
 	waitFor("read")
 
@@ -45,7 +45,7 @@ func TestProgram(t *testing.T) {
 	fm := tm.FinalModel(t, teatest.WithFinalTimeout(10*time.Second)).(*Model)
 	var got []string
 	for _, e := range fm.entries {
-		got = append(got, e.text+"/"+e.state)
+		got = append(got, e.text+"/"+string(e.state))
 	}
 	if len(got) != 2 || got[0] != "ping from bob/" || got[1] != "pong/read" {
 		t.Fatalf("entries %q", got)

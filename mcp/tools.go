@@ -302,7 +302,7 @@ const (
 	StatusStored    = "stored"    // the contact is offline; the relay keeps it for them
 )
 
-func status(state string) string {
+func status(state bridge.State) string {
 	switch state {
 	case bridge.StateDelivered, bridge.StateRead:
 		return StatusDelivered
@@ -311,7 +311,7 @@ func status(state string) string {
 	case bridge.StateStored:
 		return StatusStored
 	}
-	return state
+	return string(state)
 }
 
 func (s *Server) sendMessage(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
@@ -363,6 +363,9 @@ func (s *Server) send(ctx context.Context, tool string, to keys.Contact, body []
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	id, state, err := s.client.Send(sctx, to, body, waitDelivered)
+	if state == bridge.StateRefused {
+		return Sent{}, fmt.Errorf("the relay refused the message to %s: %w", to.Name, err)
+	}
 	if err != nil && (state == "" || state == bridge.StatePending) {
 		if state == "" {
 			return Sent{}, fmt.Errorf("could not queue the message: %w", err)

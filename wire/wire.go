@@ -41,6 +41,10 @@ import "crypto/ed25519"
 // every peer envelope. A receiver refuses any other version (no downgrade).
 const ProtocolVersion = 1
 
+// Subprotocol is the WebSocket subprotocol of protocol version 1: the
+// client offers it, the relay accepts only it (PROTOCOL.md §3).
+const Subprotocol = "wschat.v1"
+
 // BLAKE3 derive_key contexts. Each names the protocol version, so a future
 // version derives unrelated keys from the same material.
 const (

@@ -118,20 +118,13 @@ func BenchmarkListenBacklog(b *testing.B) {
 		to, _ := book.Get("bob")
 		ctx := context.Background()
 		for i := 0; i < n; i++ {
-			if _, err := c.Queue(ctx, to, wire.TypeText, []byte(fmt.Sprintf("backlog %d", i)), false); err != nil {
+			if _, err := c.Queue(ctx, to, wire.TypeText, []byte(fmt.Sprintf("backlog %d", i))); err != nil {
 				b.Fatal(err)
 			}
 		}
-		s, err := c.Connect(ctx, false)
-		if err != nil {
-			b.Fatal(err)
+		if n, err := c.Deliver(ctx); err != nil || n != 10000 {
+			b.Fatalf("delivered %d: %v", n, err)
 		}
-		go s.Serve(ctx, nil)
-		s.Flush(ctx)
-		for s.Awaiting() > 0 {
-			<-s.CustodySignal()
-		}
-		s.Close()
 		store.Close()
 
 		start := time.Now()

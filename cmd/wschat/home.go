@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -36,6 +37,7 @@ func defaultHome() string {
 	return filepath.Join(dir, "wschat")
 }
 
+// The files of a home (PROTOCOL.md §9).
 func (h *homeFlags) identityPath() string { return filepath.Join(h.home, "identity") }
 func (h *homeFlags) contactsPath() string { return filepath.Join(h.home, "contacts") }
 func (h *homeFlags) storePath() string    { return filepath.Join(h.home, "messages.db") }
@@ -72,69 +74,77 @@ func (h *homeFlags) relayAddress(f *keys.IdentityFile) (wire.RelayAddress, error
 	return a, nil
 }
 
-// open loads everything a messaging command needs. The contact book and
-// the store open on a goroutine of their own while the identity loads
-// (mostly key derivation): the three are independent, and a one-shot send
-// would otherwise wait for each in turn. A home without an identity file
-// gets the identity error alone, and no store is made in it.
-// The returned function waits for the client's remaining work, closes the
-// store, and reports the first failure of that work (see Client.Close).
-//
-// With ahead, the connection to the relay starts as soon as the identity
-// is loaded, with those options, while the store still opens (see
-// bridge.DialAhead): a one-shot send gains the store's opening time.
-func (h *homeFlags) open(ctx context.Context, ahead *bridge.DialOptions) (*bridge.Client, *keys.Book, func() error, error) {
-	type opened struct {
-		book  *keys.Book
-		store *bridge.Store
-		err   error
-	}
-	openRest := func() (o opened) {
-		if o.book, o.err = keys.OpenBook(h.contactsPath()); o.err == nil {
-			o.store, o.err = bridge.OpenStore(h.storePath(), !h.noHistory)
-		}
-		return o
-	}
-	var rest chan opened
-	if _, err := os.Lstat(h.identityPath()); err == nil {
-		rest = make(chan opened, 1)
-		go func() { rest <- openRest() }()
-	}
+// home is an opened identity home. It is the one way commands open one:
+// the identity (always), the contact book (always), and, when asked, the
+// message store and a client over them.
+type home struct {
+	file   *keys.IdentityFile
+	book   *keys.Book
+	relay  wire.RelayAddress // set with a client
+	store  *bridge.Store     // nil unless opened
+	client *bridge.Client    // nil unless opened
+	path   string            // the home directory
+}
+
+// homeOptions say what a command needs of the home.
+type homeOptions struct {
+	client bool         // open the store and make a client (needs a relay address)
+	logger *slog.Logger // the client's log; nil: none
+}
+
+// open opens the home for a command. Close what it returns.
+func (h *homeFlags) open(opt homeOptions) (*home, error) {
 	f, err := h.loadIdentity()
-	var addr wire.RelayAddress
-	if err == nil {
-		addr, err = h.relayAddress(f)
-	}
-	var dialing *bridge.Dialing
-	if err == nil && ahead != nil && rest != nil {
-		dialing = bridge.DialAhead(ctx, addr, f.Identity, *ahead)
-	}
-	var o opened
-	switch {
-	case rest != nil:
-		o = <-rest
-	case err == nil:
-		o = openRest()
-	}
-	if err == nil {
-		err = o.err
-	}
 	if err != nil {
-		if dialing != nil {
-			dialing.Close()
-		}
-		if o.store != nil {
-			o.store.Close()
-		}
-		return nil, nil, nil, err
+		return nil, err
 	}
-	c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: o.book, Store: o.store, Dialing: dialing})
-	closeAll := func() error {
-		err := c.Close() // what Send left running uses the store
-		o.store.Close()
+	hm := &home{file: f, path: h.home}
+	if !opt.client {
+		if hm.book, err = keys.OpenBook(h.contactsPath()); err != nil {
+			return nil, err
+		}
+		return hm, nil
+	}
+	if hm.relay, err = h.relayAddress(f); err != nil {
+		return nil, err
+	}
+	if hm.book, err = keys.OpenBook(h.contactsPath()); err != nil {
+		return nil, err
+	}
+	if hm.store, err = bridge.OpenStore(h.storePath(), !h.noHistory); err != nil {
+		return nil, storeHint(err)
+	}
+	hm.client = bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: hm.relay, Book: hm.book, Store: hm.store, Logger: opt.logger})
+	return hm, nil
+}
+
+// Close closes the client, then the store.
+func (hm *home) Close() error {
+	var err error
+	if hm.client != nil {
+		err = hm.client.Close()
+	}
+	if hm.store != nil {
+		err = errors.Join(err, hm.store.Close())
+	}
+	return err
+}
+
+// storeHint adds what to do to a store failure.
+func storeHint(err error) error {
+	var se *bridge.StoreError
+	if !errors.As(err, &se) {
 		return err
 	}
-	return c, o.book, closeAll, nil
+	switch {
+	case errors.Is(err, bridge.ErrStoreEmpty):
+		return withHint(err, "restore "+se.Path+" from a backup, or remove it to start an empty history")
+	case errors.Is(err, bridge.ErrNotStore):
+		return withHint(err, "this file is not wschat's; move it away, or point --home elsewhere")
+	case errors.Is(err, bridge.ErrStoreNewer):
+		return withHint(err, "upgrade wschat")
+	}
+	return withHint(err, "run 'wschat doctor' to check the home, or restore "+se.Path+" from a backup")
 }
 
 // lookupContact turns a name into a contact, or a trust failure.
@@ -161,3 +171,58 @@ type trustError struct{ err error }
 
 func (e trustError) Error() string { return e.err.Error() }
 func (e trustError) Unwrap() error { return e.err }
+
+// background is the client's connection (bridge.Client.Run) running
+// while a command works: the one way listen and chat run it. Connection
+// problems are reported on stderr (not once the command is done); a
+// failure Run cannot mend ends it, and err says which.
+type background struct {
+	changed chan struct{} // signalled when the store changes
+	done    chan struct{} // closed when Run has returned
+	err     error         // Run's error, once done is closed; nil when stopped
+	stop    context.CancelFunc
+}
+
+func runBackground(ctx context.Context, e *env, c *bridge.Client) *background {
+	ctx, cancel := context.WithCancel(ctx)
+	b := &background{changed: make(chan struct{}, 1), done: make(chan struct{}), stop: cancel}
+	up := false
+	report := func(err error) {
+		switch {
+		case ctx.Err() != nil:
+		case err == nil && up:
+			fmt.Fprintln(e.stderr, "wschat: reconnected")
+		case err != nil:
+			fmt.Fprintf(e.stderr, "wschat: %v; retrying\n", err)
+		}
+		if err == nil {
+			up = true
+		}
+	}
+	go func() {
+		defer close(b.done)
+		err := c.Run(ctx, b.changed, report)
+		if ctx.Err() == nil {
+			b.err = runError(err)
+		}
+	}()
+	return b
+}
+
+// close stops Run and lets the connection finish the frame in hand (its
+// delivery acknowledgement is on its way) before the process exits.
+func (b *background) close() {
+	b.stop()
+	<-b.done
+}
+
+// runError adds what to do to a failure of the client's connection.
+func runError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bridge.ErrRelayAuth):
+		return withHint(err, "check the relay address: its key must be the one 'wschat relay' printed")
+	}
+	return storeHint(err)
+}

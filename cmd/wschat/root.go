@@ -50,12 +50,20 @@ func (e hintError) Unwrap() error { return e.err }
 
 func withHint(err error, hint string) error { return hintError{err, hint} }
 
+// warning is a problem worth saying that does not fail the command
+// (exit 0): printed as "wschat: warning: ...".
+type warning struct{ err error }
+
+func (w warning) Error() string { return w.err.Error() }
+func (w warning) Unwrap() error { return w.err }
+
 // exitCode maps an error to the exit code. The one place it happens.
 func exitCode(err error) int {
 	var ue usageError
 	var te trustError
+	var w warning
 	switch {
-	case err == nil:
+	case err == nil, errors.As(err, &w):
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
@@ -75,7 +83,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "wschat: %s\n", err)
+		var w warning
+		if errors.As(err, &w) {
+			fmt.Fprint(stderr, "wschat: warning: ")
+		} else {
+			fmt.Fprint(stderr, "wschat: ")
+		}
+		fmt.Fprintf(stderr, "%s\n", err)
 		var he hintError
 		if errors.As(err, &he) {
 			fmt.Fprintf(stderr, "hint: %s\n", he.hint)

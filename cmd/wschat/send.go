@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/wire"
 )
 
@@ -71,30 +72,63 @@ within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 }
 
 func runSend(ctx context.Context, e *env, h *homeFlags, to string, body []byte, waitDelivered bool) error {
-	// Send dials as the relay connection's options below say: Early,
-	// receiving only to wait for the contact's acknowledgement.
-	client, book, closeAll, err := h.open(ctx, &bridge.DialOptions{Receive: waitDelivered, Early: true})
+	hm, err := h.open(homeOptions{client: true})
 	if err != nil {
 		return err
 	}
-	defer closeAll()
-	contact, err := lookupContact(book, to)
+	defer hm.Close()
+	contact, err := lookupContact(hm.book, to)
 	if err != nil {
 		return err
 	}
-	id, _, err := client.Send(ctx, contact, body, waitDelivered)
+	id, state, err := hm.client.Send(ctx, contact, body, waitDelivered)
+	if state.InCustody() {
+		fmt.Fprintln(e.stdout, id)
+	}
+	return sendError(contact, state, err)
+}
+
+// sendError says what became of a message Send did not confirm, and
+// what to do.
+func sendError(to keys.Contact, state bridge.State, err error) error {
+	var re *bridge.RelayError
+	var rf *bridge.RefusedError
+	var se *bridge.StoreError
 	switch {
 	case err == nil:
-		fmt.Fprintln(e.stdout, id)
-		if err := closeAll(); err != nil {
-			// The relay has the message: it is sent, only this side's
-			// copy is missing. Custody is what exit 0 promises.
-			fmt.Fprintf(e.stderr, "wschat: warning: sent, but not recorded here: %s\n", err)
-		}
 		return nil
-	case errors.Is(err, bridge.ErrNotConfirmed), ctx.Err() != nil:
-		return errTimedOut
-	default:
-		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "it goes out with the next wschat command that connects; is the relay running?")
+	case errors.As(err, &se) && state.InCustody():
+		// The relay has the message: it is sent, only this side's copy
+		// of its state is missing. Custody is what exit 0 promises.
+		return warning{storeHint(fmt.Errorf("sent, but not recorded here: %w", err))}
+	case errors.Is(err, bridge.ErrNotConfirmed) && state.InCustody():
+		return withHint(fmt.Errorf("%w: the relay has the message, %s has not acknowledged it yet", errTimedOut, to.Name), "it is delivered when they next connect")
+	case errors.Is(err, bridge.ErrNotConfirmed):
+		return withHint(fmt.Errorf("%w: no relay took the message yet (it stays in the outbox)", errTimedOut), "it goes out with the next wschat command that reaches "+to.Name+"'s relay")
+	case errors.As(err, &rf):
+		return withHint(err, refusalHint(to, rf.Reason, state))
+	case errors.As(err, &re) && errors.Is(err, bridge.ErrRelayAuth):
+		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "the key in "+to.Name+"'s relay address does not match the relay; ask them for a new invite")
+	case errors.As(err, &re):
+		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "it goes out with the next wschat command that reaches that relay; is it running?")
 	}
+	return storeHint(err)
+}
+
+// refusalHint says what to do about a relay's refusal.
+func refusalHint(to keys.Contact, r wire.Reason, state bridge.State) string {
+	switch r {
+	case wire.ReasonMailboxFull:
+		return to.Name + "'s mailbox on the relay is full: they collect it with wschat listen; send again later"
+	case wire.ReasonUnknownRecipient:
+		return to.Name + " is not registered on this relay; ask them to run wschat listen once, or for a new invite"
+	case wire.ReasonTooLarge:
+		return "the relay takes smaller messages; send a file's location, or split it"
+	case wire.ReasonRateLimited:
+		return "slow down; the message stays in the outbox"
+	}
+	if state == bridge.StatePending {
+		return "the message stays in the outbox and goes out with the next wschat command that connects"
+	}
+	return "the message was not sent; it stays in the history as refused"
 }
