@@ -18,9 +18,6 @@ const (
 	// idleClose: a connection to another relay closes after this long
 	// with nothing to hand over.
 	idleClose = time.Minute
-	// drainRecheck: how often a connection to a relay the identity moved
-	// away from looks again whether it may stop.
-	drainRecheck = 30 * time.Second
 	// DrainGrace is how long the client keeps collecting from a relay it
 	// moved away from, at most: the relay's default time to live of a
 	// stored frame.
@@ -154,34 +151,32 @@ func (c *Client) receiveLoop(ctx context.Context, relay wire.RelayAddress, drain
 }
 
 // serveReceiving waits for s to end (closing it when ctx ends). For a
-// relay being drained it reports true once the relay is empty and every
-// move notice acknowledged, having removed it from the drain list.
+// relay being drained it reports true once the relay is empty (BacklogDone
+// came: every frame it held was stored here and acknowledged, in order)
+// and every move notice acknowledged, having removed the relay from the
+// drain list.
 func (c *Client) serveReceiving(ctx context.Context, s *session, drain bool) bool {
-	var recheck <-chan time.Time
+	empty := false
 	for {
+		changed := c.Changed()
+		if drain && empty {
+			undelivered, err := c.store.UndeliveredMoves(ctx)
+			if err == nil && undelivered == 0 {
+				s.close()
+				c.store.RemoveDrain(context.WithoutCancel(ctx), s.relay.String())
+				c.log.Info("the old relay is empty", "relay", s.relay.URL)
+				return true
+			}
+		}
 		select {
 		case <-s.done:
 			return false
 		case <-ctx.Done():
 			s.close()
 			return false
-		case n := <-s.backlog:
-			if !drain {
-				continue
-			}
-			if n == 0 {
-				undelivered, err := c.store.UndeliveredMoves(ctx)
-				if err == nil && undelivered == 0 {
-					s.close()
-					c.store.RemoveDrain(context.WithoutCancel(ctx), s.relay.String())
-					c.log.Info("the old relay is empty", "relay", s.relay.URL)
-					return true
-				}
-			}
-			recheck = time.After(drainRecheck)
-		case <-recheck:
-			s.close() // reconnect: the new connection's backlog says what is left
-			return false
+		case <-s.backlog:
+			empty = true
+		case <-changed:
 		}
 	}
 }

@@ -294,7 +294,7 @@ func (s *session) incoming(in relayconn.Incoming) error {
 	if _, err := c.store.AddIncoming(ctx, contact.Public, m, now); err != nil && !errors.Is(err, ErrDuplicate) {
 		return err
 	}
-	if m.Type == wire.TypeText {
+	if m.Type == wire.TypeText || m.Type == wire.TypeRelayMoved {
 		// The sender may be waiting for this; a redelivery is acknowledged
 		// again, in case the first acknowledgement was lost. Before the
 		// relay's Ack: a crash in between brings a redelivery, not silence.

@@ -185,13 +185,19 @@ func OpenStore(path string, history bool) (*Store, error) {
 	// fsync. Checkpoints (which fsync) run on a goroutine of their own,
 	// not inside whichever request happens to fill the log; the last
 	// connection to close checkpoints what is left.
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=foreign_keys(1)&_txlock=immediate"
+	// (journal_mode=WAL, which changes the file, is set only once the
+	// file is known to be a wschat store.)
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return fail(err)
 	}
 	db.SetMaxOpenConns(1) // one writer per process; other processes wait on busy_timeout
 	if err := migrate(db); err != nil {
+		db.Close()
+		return fail(err)
+	}
+	if _, err := db.Exec(`PRAGMA journal_mode = WAL`); err != nil {
 		db.Close()
 		return fail(err)
 	}

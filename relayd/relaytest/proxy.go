@@ -40,14 +40,19 @@ const (
 // (close, ping, pong) always pass.
 type Policy func(dir Direction, n int) Action
 
+// Handshake is the number of messages each direction of a connection
+// starts with before its first frame: Auth to the relay; Hello and the
+// Welcome to the client.
+var Handshake = map[Direction]int{ToRelay: 1, ToClient: 2}
+
 // Random is a Policy that drops, duplicates, reorders and delays each
-// message with the given probabilities, from a fixed seed; the first
-// skip messages of each connection (the handshake) pass.
-func Random(seed uint64, skip int, drop, dup, reorder, delay float64) Policy {
+// message with the given probabilities, from a fixed seed; the handshake
+// passes.
+func Random(seed uint64, drop, dup, reorder, delay float64) Policy {
 	var mu sync.Mutex
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	return func(_ Direction, n int) Action {
-		if n < skip {
+	return func(dir Direction, n int) Action {
+		if n < Handshake[dir] {
 			return Pass
 		}
 		mu.Lock()
