@@ -275,3 +275,18 @@ func (c *Client) session(relay wire.RelayAddress, receive bool) *session {
 	}
 	return s
 }
+
+// Probe connects to relay as this identity (receiving, with receive: on
+// a relay that registers identities, that registers it) and waits for the
+// Welcome, which proves the relay holds the pinned key; it returns how
+// long that took, or a *RelayError.
+func (c *Client) Probe(ctx context.Context, relay wire.RelayAddress, receive bool) (time.Duration, error) {
+	start := time.Now()
+	conn, err := relayconn.Dial(ctx, relay, c.id, relayconn.Options{Receive: receive, Timeout: c.dialTimeout, TLS: c.tls})
+	if err != nil {
+		return 0, &RelayError{Relay: relay, Err: err}
+	}
+	d := time.Since(start)
+	conn.Close()
+	return d, nil
+}

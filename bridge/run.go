@@ -18,6 +18,8 @@ const (
 	// idleClose: a connection to another relay closes after this long
 	// with nothing to hand over.
 	idleClose = time.Minute
+	// finalFlush bounds the last hand-over of the outbox when Run ends.
+	finalFlush = time.Second
 	// DrainGrace is how long the client keeps collecting from a relay it
 	// moved away from, at most: the relay's default time to live of a
 	// stored frame.
@@ -71,6 +73,11 @@ func (c *Client) Run(ctx context.Context, changed chan<- struct{}, connected fun
 	}
 	wg.Wait()
 	if parent.Err() != nil {
+		// Hand over what is still in the outbox (receipts for senders
+		// on other relays, most likely) before the program exits.
+		fctx, stop := context.WithTimeout(context.WithoutCancel(parent), finalFlush)
+		c.Deliver(fctx)
+		stop()
 		return parent.Err()
 	}
 	return context.Cause(ctx)

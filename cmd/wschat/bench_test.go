@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/wschat/wschat/bridge"
 	"github.com/wschat/wschat/keys"
-	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/wire"
 )
 
@@ -29,20 +26,7 @@ func benchSetup(b *testing.B) (bin, alice, bob string, relay wire.RelayAddress) 
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	rid, _ := wire.NewRelayIdentity(rand.Reader)
-	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 1 << 20, MaxBytes: 1 << 32}),
-		Limits: relayd.Limits{RateBytes: 1 << 30, RateBurst: 1 << 30}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ln)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx, 0)
-	})
-	relay = srv.Address("ws://" + ln.Addr().String() + "/")
+	relay = startTestRelay(b)
 	alice, bob = filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
 	invites := map[string]string{}
 	for _, h := range []string{alice, bob} {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wschat/wschat/keys"
+	"github.com/wschat/wschat/wire"
 )
 
 func newContactsCmd(e *env, h *homeFlags) *cobra.Command {
@@ -85,7 +86,7 @@ func newContactsListCmd(e *env, h *homeFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:     "list",
-		Short:   "List contacts",
+		Short:   "List contacts: name, routing id, verified, relay, nickname",
 		Example: "  wschat contacts list\n  wschat contacts list --json | jq -r .name",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -107,7 +108,11 @@ func newContactsListCmd(e *env, h *homeFlags) *cobra.Command {
 				if c.Verified {
 					v = "verified"
 				}
-				fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\n", c.Name, c.Public.ID(), v, c.Nick)
+				relay := "-"
+				if a, err := wire.ParseRelayAddress(c.Relay); err == nil {
+					relay = a.URL
+				}
+				fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Public.ID(), v, relay, c.Nick)
 			}
 			return nil
 		},
