@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wschat/wschat/internal/relayconn"
@@ -24,6 +25,7 @@ type session struct {
 	conn    *relayconn.Conn   // static
 	receive bool              // static
 
+	closing atomic.Bool   // close was called: a read error is the end, not a failure
 	done    chan struct{} // closed when serve returns
 	err     error         // why serve returned; set before done closes
 	backlog chan uint32   // BacklogDone's count; buffered 1
@@ -49,8 +51,16 @@ func (s *session) ended() bool {
 	}
 }
 
-// close closes the connection and waits for serve, returning its error.
+// close ends the connection gracefully: the frame in hand is finished
+// (stored, its receipt sent, acknowledged to the relay), no other is
+// read; then it closes and waits for serve, returning its error.
 func (s *session) close() error {
+	s.closing.Store(true)
+	s.conn.SetReadDeadline(time.Now())
+	select {
+	case <-s.done:
+	case <-time.After(2 * time.Second): // a store stuck on a lock
+	}
 	s.conn.Close()
 	<-s.done
 	return s.err
@@ -153,6 +163,9 @@ func (s *session) read() error {
 	for {
 		in, err := s.conn.Read()
 		if err != nil {
+			if s.closing.Load() {
+				return errClosed
+			}
 			return err
 		}
 		if in.Command != nil {
@@ -166,6 +179,9 @@ func (s *session) read() error {
 		}
 	}
 }
+
+// errClosed: the connection was closed on purpose.
+var errClosed = errors.New("connection closed")
 
 // ErrRestarting: the relay said it is restarting; RetryAfter says when to
 // come back.

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -21,10 +22,12 @@ import (
 // message is written here before it is acknowledged to the relay;
 // `listen`, `chat` and `mcp` read from here.
 type Store struct {
-	db      *sql.DB // static after OpenStore
-	path    string  // static
-	history bool    // static: keep message bodies after they are handed out
+	db      *sql.DB       // set before opened closes; use through sqlDB
+	opened  chan struct{} // closed once the file is open (or failed to)
+	path    string        // static
+	history bool          // static: keep message bodies after they are handed out
 
+	openErr   error        // set before opened closes
 	writes    atomic.Int64 // writes since the last checkpoint
 	closeOnce sync.Once
 	closeErr  error
@@ -159,56 +162,98 @@ func (s *Store) fail(err error) error {
 // it from an earlier schema version. It refuses a file that is not a
 // wschat store and an empty file that held one; errors are *StoreError.
 func OpenStore(path string, history bool) (*Store, error) {
-	fail := func(err error) (*Store, error) { return nil, &StoreError{Path: path, Err: err} }
+	s := OpenStoreInBackground(path, history)
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenStoreInBackground is OpenStore on a goroutine of its own: it returns
+// at once, and the store's methods wait for the file to be open (and
+// return OpenStore's error if it failed; so does Err). A one-shot program
+// uses it to connect to its relay meanwhile: the latency trick of a cold
+// `wschat send` (with the dial during the commit, see Client.Send).
+func OpenStoreInBackground(path string, history bool) *Store {
+	s := &Store{opened: make(chan struct{}), path: path, history: history, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		db, err := openDB(path)
+		if err != nil {
+			s.openErr = &StoreError{Path: path, Err: err}
+			db = sql.OpenDB(failing{s.openErr})
+			close(s.done)
+		} else {
+			go s.checkpointer()
+		}
+		s.db = db
+		close(s.opened)
+	}()
+	return s
+}
+
+// Err waits for the store to be open and reports why it could not be.
+func (s *Store) Err() error {
+	<-s.opened
+	return s.openErr
+}
+
+// sqlDB is the database, once open (one whose every call fails with the
+// open error, if it could not be).
+func (s *Store) sqlDB() *sql.DB {
+	<-s.opened
+	return s.db
+}
+
+// failing is a database connector that fails with err.
+type failing struct{ err error }
+
+func (f failing) Connect(context.Context) (driver.Conn, error) { return nil, f.err }
+func (f failing) Driver() driver.Driver                       { return nil }
+
+func openDB(path string) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil && fi.Size() == 0:
 		// A store in WAL mode may have everything in its log still.
 		if wal, werr := os.Stat(path + "-wal"); werr != nil || wal.Size() == 0 {
-			return fail(ErrStoreEmpty)
+			return nil, ErrStoreEmpty
 		}
 	case errors.Is(err, os.ErrNotExist):
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil && !errors.Is(err, os.ErrExist) {
-			return fail(err)
+			return nil, err
 		}
 		if f != nil {
 			f.Close()
 		}
 	case err != nil:
-		return fail(err)
+		return nil, err
 	}
 	// WAL with synchronous=NORMAL: a commit appends to the log without an
 	// fsync. Checkpoints (which fsync) run on a goroutine of their own,
 	// not inside whichever request happens to fill the log; the last
-	// connection to close checkpoints what is left.
-	// (journal_mode=WAL, which changes the file, is set only once the
-	// file is known to be a wschat store.)
+	// connection to close checkpoints what is left. (journal_mode=WAL,
+	// which changes the file, is set by migrate once the file is known
+	// to be a wschat store.)
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one writer per process; other processes wait on busy_timeout
 	if err := migrate(db); err != nil {
 		db.Close()
-		return fail(err)
+		return nil, err
 	}
-	if _, err := db.Exec(`PRAGMA journal_mode = WAL`); err != nil {
-		db.Close()
-		return fail(err)
-	}
-	s := &Store{db: db, path: path, history: history, stop: make(chan struct{}), done: make(chan struct{})}
-	go s.checkpointer()
-	return s, nil
+	return db, nil
 }
 
 // migrate brings the schema to SchemaVersion in one transaction, or
 // refuses a database that is not a wschat store.
-func migrate(db *sql.DB) error {
+func migrate(db *sql.DB) (err error) {
 	var version, app int
 	if err := db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
 		return notStore(err)
@@ -217,8 +262,15 @@ func migrate(db *sql.DB) error {
 		return notStore(err)
 	}
 	if version == SchemaVersion && app == applicationID {
-		return nil
+		return nil // made or migrated before, in WAL mode
 	}
+	// WAL mode is kept in the file: set once, here, now that the file is
+	// known to be empty or a wschat store (a foreign file is not touched).
+	defer func() {
+		if err == nil {
+			_, err = db.Exec(`PRAGMA journal_mode = WAL`)
+		}
+	}()
 	tx, err := db.Begin() // immediate: another process may migrate at once
 	if err != nil {
 		return notStore(err)
@@ -272,7 +324,7 @@ func (s *Store) Path() string { return s.path }
 // Check runs SQLite's quick_check and reports the first problem it finds
 // (nil when the file is sound).
 func (s *Store) Check(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `PRAGMA quick_check`)
+	rows, err := s.sqlDB().QueryContext(ctx, `PRAGMA quick_check`)
 	if err != nil {
 		return s.fail(err)
 	}
@@ -304,7 +356,7 @@ func (s *Store) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
 	if st, ok := s.stmts.Load(q); ok {
 		return st.(*sql.Stmt), nil
 	}
-	st, err := s.db.PrepareContext(ctx, q)
+	st, err := s.sqlDB().PrepareContext(ctx, q)
 	if err != nil {
 		return nil, s.fail(err)
 	}
@@ -344,7 +396,7 @@ func (s *Store) tx(ctx context.Context, f func(tx *storeTx) error, qs ...string)
 			return err
 		}
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.sqlDB().BeginTx(ctx, nil)
 	if err != nil {
 		return s.fail(err)
 	}
@@ -390,7 +442,7 @@ func (s *Store) checkpointer() {
 			return
 		case <-t.C:
 			if s.writes.Swap(0) > 0 {
-				s.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+				s.sqlDB().Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
 			}
 		}
 	}
@@ -400,10 +452,11 @@ func (s *Store) checkpointer() {
 // fine.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		<-s.opened
 		close(s.stop)
 		<-s.done
 		s.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
-		s.closeErr = s.fail(s.db.Close())
+		s.closeErr = s.fail(s.sqlDB().Close())
 	})
 	return s.closeErr
 }

@@ -137,7 +137,7 @@ func scanRecords(rows *sql.Rows) ([]Record, error) {
 // whether it saved one.
 func (s *Store) SavedCursor(ctx context.Context, name string) (int64, bool, error) {
 	var c int64
-	err := s.db.QueryRowContext(ctx, `SELECT cursor FROM cursors WHERE name = ?`, name).Scan(&c)
+	err := s.sqlDB().QueryRowContext(ctx, `SELECT cursor FROM cursors WHERE name = ?`, name).Scan(&c)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -155,7 +155,7 @@ func (s *Store) SaveCursor(ctx context.Context, name string, cursor int64) error
 // LastCursor is the highest cursor in the store (0 when empty).
 func (s *Store) LastCursor(ctx context.Context) (int64, error) {
 	var c sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT MAX(cursor) FROM messages`).Scan(&c)
+	err := s.sqlDB().QueryRowContext(ctx, `SELECT MAX(cursor) FROM messages`).Scan(&c)
 	return c.Int64, s.fail(err)
 }
 
@@ -192,7 +192,7 @@ type Stranger struct {
 
 // Strangers lists them.
 func (s *Store) Strangers(ctx context.Context) ([]Stranger, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT peer_id, count, last_seen FROM strangers ORDER BY peer_id`)
+	rows, err := s.sqlDB().QueryContext(ctx, `SELECT peer_id, count, last_seen FROM strangers ORDER BY peer_id`)
 	if err != nil {
 		return nil, s.fail(err)
 	}
@@ -216,7 +216,7 @@ func (s *Store) Strangers(ctx context.Context) ([]Stranger, error) {
 // from peer other than id (zero if none): an older one is not applied.
 func (s *Store) LastMove(ctx context.Context, peer wire.Fingerprint, id wire.MessageID) (time.Time, error) {
 	var at sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT MAX(sent_at) FROM messages WHERE dir = 'in' AND peer_fp = ? AND type = ? AND msg_id != ?`,
+	err := s.sqlDB().QueryRowContext(ctx, `SELECT MAX(sent_at) FROM messages WHERE dir = 'in' AND peer_fp = ? AND type = ? AND msg_id != ?`,
 		peer[:], int(wire.TypeRelayMoved), id[:]).Scan(&at)
 	if !at.Valid {
 		return time.Time{}, s.fail(err)

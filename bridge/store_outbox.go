@@ -111,6 +111,11 @@ const (
 // nobody else holds, oldest first, skipping those skip names (entries
 // this process has in hand already), and returns them.
 func (s *Store) LeaseOutbox(ctx context.Context, relay string, lease Lease, now time.Time, limit int, skip func(wire.MessageID) bool) ([]Pending, error) {
+	// Most of the time there is nothing to take: look before taking the
+	// write lock.
+	if n, err := s.leasable(ctx, relay, lease.Owner, now, skip); err != nil || n == 0 {
+		return nil, err
+	}
 	var out []Pending
 	err := s.tx(ctx, func(tx *storeTx) error {
 		rows, err := tx.query(selectLeasable, relay, now.UnixMilli(), lease.Owner[:], limit)
@@ -143,6 +148,28 @@ func (s *Store) LeaseOutbox(ctx context.Context, relay string, lease Lease, now 
 		return nil, err
 	}
 	return out, nil
+}
+
+// leasable counts the entries LeaseOutbox would take.
+func (s *Store) leasable(ctx context.Context, relay string, owner [16]byte, now time.Time, skip func(wire.MessageID) bool) (int, error) {
+	rows, err := s.query(ctx, `SELECT msg_id FROM outbox WHERE relay = ? AND (lease_until <= ? OR lease_owner = ?)`, relay, now.UnixMilli(), owner[:])
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return 0, s.fail(err)
+		}
+		var id wire.MessageID
+		copy(id[:], b)
+		if skip == nil || !skip(id) {
+			n++
+		}
+	}
+	return n, s.fail(rows.Err())
 }
 
 // OutboxRelays lists the relays that outbox entries nobody else holds
@@ -327,7 +354,7 @@ func (s *Store) RemoveDrain(ctx context.Context, relay string) error {
 // that a contact has not acknowledged yet.
 func (s *Store) UndeliveredMoves(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE dir = 'out' AND type = ? AND `+rankSQL("state")+` < 2 AND state != 'refused'`,
+	err := s.sqlDB().QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE dir = 'out' AND type = ? AND `+rankSQL("state")+` < 2 AND state != 'refused'`,
 		int(wire.TypeRelayMoved)).Scan(&n)
 	return n, s.fail(err)
 }

@@ -72,7 +72,8 @@ within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 }
 
 func runSend(ctx context.Context, e *env, h *homeFlags, to string, body []byte, waitDelivered bool) error {
-	hm, err := h.open(homeOptions{client: true})
+	// The store opens while Send dials the contact's relay.
+	hm, err := h.open(homeOptions{client: true, background: true})
 	if err != nil {
 		return err
 	}
