@@ -208,7 +208,7 @@ func (s *Store) sqlDB() *sql.DB {
 type failing struct{ err error }
 
 func (f failing) Connect(context.Context) (driver.Conn, error) { return nil, f.err }
-func (f failing) Driver() driver.Driver                       { return nil }
+func (f failing) Driver() driver.Driver                        { return nil }
 
 func openDB(path string) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
