@@ -97,8 +97,21 @@ func goldenVectors(t *testing.T) []vector {
 		t.Fatal(err)
 	}
 	add("frame_c2s_2_ack", ack)
+	// Since 2026-12: alice tells bob she now receives on another relay.
+	moved := &Message{SentAt: fixedTime, Type: TypeRelayMoved, Body: []byte(goldenMovedTo)}
+	for i := range moved.ID {
+		moved.ID[i] = byte(0x40 + i)
+	}
+	menv, err := ab.Seal(nil, moved, detRand("golden relay moved"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("envelope_alice_to_bob_relay_moved", menv)
 	return out
 }
+
+// goldenMovedTo is the relay address in the relay-moved vector.
+const goldenMovedTo = "wss://relay.example.com/#YFpyXSpK3-6xop4X7dYhwbdZPujNvESsbEq24vgF0jw"
 
 func TestGoldenVectors(t *testing.T) {
 	got := goldenVectors(t)
@@ -230,5 +243,12 @@ func TestGoldenDecode(t *testing.T) {
 	}
 	if string(m.Body) != "hello, bob" || m.Type != TypeText || !m.SentAt.Equal(fixedTime) || m.ID[15] != 15 {
 		t.Fatalf("opened %+v", m)
+	}
+	mv, err := ba.Open(b("envelope_alice_to_bob_relay_moved"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(mv.Body) != goldenMovedTo || mv.Type != TypeRelayMoved || mv.ID[0] != 0x40 {
+		t.Fatalf("opened %+v", mv)
 	}
 }

@@ -33,6 +33,9 @@
 //	   clear), per-connection blinding keys, authenticated relay commands,
 //	   per-direction BLAKE3-derived message keys bound to both fingerprints,
 //	   signature inside the ciphertext, message ids, padding buckets.
+//	1  (2026-12) additions only: message type TypeRelayMoved; the
+//	   subprotocol name here (Subprotocol); OpError and four reasons
+//	   reserved, three relay-local.
 package wire
 
 import "crypto/ed25519"
