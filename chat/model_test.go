@@ -602,7 +602,7 @@ func TestHostileText(t *testing.T) {
 			t.Errorf("view passes %q through", bad)
 		}
 	}
-	mustContain(t, m, "clear\uFFFD[2J")
+	mustContain(t, m, `clear\x1b[2J`, `\u202eevil\rend`)
 }
 
 func TestNoHistoryForgetsSeenText(t *testing.T) {

@@ -9,8 +9,9 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/wschat/wschat/internal/safetext"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -205,7 +206,7 @@ func runChatLines(ctx context.Context, e *env, client *bridge.Client, book *keys
 				noteOther(e, book, r, others)
 				continue
 			}
-			fmt.Fprintln(e.stdout, plainLine(contact.Name, sanitizeLine(string(r.Body))))
+			fmt.Fprintln(e.stdout, plainLine(contact.Name, safetext.Text(string(r.Body))))
 			seen = append(seen, r.ID)
 		}
 		if markRead && len(seen) > 0 {
@@ -251,17 +252,6 @@ func noteOther(e *env, book *keys.Book, r bridge.Record, noted map[wire.RoutingI
 	if c, err := book.ByID(r.PeerID); err == nil && c.Public.Fingerprint() == r.PeerFP {
 		fmt.Fprintf(e.stderr, "wschat: %s wrote too; read it with: wschat chat %s\n", c.Name, c.Name)
 	}
-}
-
-// sanitizeLine keeps a contact's text from driving the terminal: control
-// characters other than newline and tab become U+FFFD.
-func sanitizeLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r != '\n' && r != '\t' && unicode.IsControl(r) {
-			return '\uFFFD'
-		}
-		return r
-	}, strings.ReplaceAll(s, "\r\n", "\n"))
 }
 
 func truncateText(s string, n int) string {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/wschat/wschat/internal/safetext"
+
 	"github.com/spf13/cobra"
 
 	"github.com/wschat/wschat/keys"
@@ -112,7 +114,7 @@ func newContactsListCmd(e *env, h *homeFlags) *cobra.Command {
 				if a, err := wire.ParseRelayAddress(c.Relay); err == nil {
 					relay = a.URL
 				}
-				fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Public.ID(), v, relay, c.Nick)
+				fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Public.ID(), v, relay, safetext.Line(c.Nick))
 			}
 			return nil
 		},

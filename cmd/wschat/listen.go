@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wschat/wschat/internal/safetext"
+
 	"github.com/spf13/cobra"
 
 	"github.com/wschat/wschat/bridge"
@@ -292,7 +294,7 @@ func (l *listener) emit(ev event, text string) error {
 	}
 	switch ev.Type {
 	case "message":
-		fmt.Fprintln(e.stdout, plainLine(ev.From, text))
+		fmt.Fprintln(e.stdout, plainLine(ev.From, safetext.Text(text)))
 	case "stranger":
 		fmt.Fprintf(e.stdout, "(stranger %s: %d message(s) kept aside)\n", ev.FromID, ev.Count)
 	case "relay_moved":
@@ -317,7 +319,7 @@ func runHandler(ctx context.Context, e *env, args []string, ev event, text strin
 	cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
 	cmd.Env = append(os.Environ(),
 		"WSCHAT_TYPE="+ev.Type, "WSCHAT_ID="+ev.ID, "WSCHAT_FROM="+ev.From, "WSCHAT_FROM_ID="+ev.FromID,
-		"WSCHAT_TEXT="+text, "WSCHAT_SENT_AT="+ev.SentAt, "WSCHAT_RECEIVED_AT="+ev.ReceivedAt,
+		"WSCHAT_TEXT="+safetext.Text(text), "WSCHAT_SENT_AT="+ev.SentAt, "WSCHAT_RECEIVED_AT="+ev.ReceivedAt,
 		"WSCHAT_CURSOR="+strconv.FormatInt(ev.Cursor, 10))
 	if err := cmd.Run(); err != nil {
 		if _, ok := err.(*exec.ExitError); ok {
