@@ -54,6 +54,10 @@ const (
 //	  moved away from; application id set.
 const SchemaVersion = 2
 
+// justMade: an empty store file younger than this is being made by
+// another process, not one whose history was lost.
+const justMade = time.Minute
+
 // applicationID marks a SQLite file as a wschat store ("wsct").
 const applicationID = 0x77736374
 
@@ -217,8 +221,12 @@ func openDB(path string) (*sql.DB, error) {
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil && fi.Size() == 0:
-		// A store in WAL mode may have everything in its log still.
-		if wal, werr := os.Stat(path + "-wal"); werr != nil || wal.Size() == 0 {
+		// Empty: another process may be making it this very moment (it
+		// creates the file, then writes the schema), or a store in WAL
+		// mode may have everything in its log still. Otherwise its
+		// history is gone, and it is not silently made anew.
+		wal, werr := os.Stat(path + "-wal")
+		if (werr != nil || wal.Size() == 0) && time.Since(fi.ModTime()) > justMade {
 			return nil, ErrStoreEmpty
 		}
 	case errors.Is(err, os.ErrNotExist):

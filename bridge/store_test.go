@@ -66,6 +66,8 @@ func TestStoreRefusesEmptyAndForeign(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty.db")
 	os.WriteFile(empty, nil, 0o600)
+	old := time.Now().Add(-time.Hour) // a file just made is another process's new store
+	os.Chtimes(empty, old, old)
 	foreign := filepath.Join(dir, "foreign.db")
 	db, _ := sql.Open("sqlite", "file:"+foreign)
 	db.Exec(`CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO photos (name) VALUES ('cat')`)
@@ -183,6 +185,28 @@ func TestStateOrder(t *testing.T) {
 		s.SetState(ctx, fp, step.to, m.ID)
 		if got, _ := s.State(ctx, fp, m.ID); got != step.want {
 			t.Fatalf("after %s: %s, want %s", step.to, got, step.want)
+		}
+	}
+}
+
+// Processes that open a store that does not exist yet, all at once, share
+// the one that the first of them makes (none takes it for an empty store
+// whose history is gone).
+func TestStoreMadeConcurrently(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "messages.db")
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			s, err := bridge.OpenStore(path, true)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"go.uber.org/goleak"
@@ -83,6 +84,11 @@ func TestScripts(t *testing.T) {
 			// index, as a failing disk would.
 			"damagestore": func(ts *testscript.TestScript, neg bool, args []string) {
 				ts.Check(damageStoreIndex(ts.MkAbs(args[0])))
+			},
+			// age FILE sets the file's times to an hour ago.
+			"age": func(ts *testscript.TestScript, neg bool, args []string) {
+				old := time.Now().Add(-time.Hour)
+				ts.Check(os.Chtimes(ts.MkAbs(args[0]), old, old))
 			},
 			// envfile NAME FILE sets $NAME to the file's content, trimmed.
 			"envfile": func(ts *testscript.TestScript, neg bool, args []string) {
