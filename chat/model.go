@@ -191,6 +191,7 @@ type Model struct {
 
 	typingTo   *keys.Contact // "typing" was sent to this contact and not yet withdrawn
 	lastKey    time.Time
+	escAt      time.Time // when Esc was pressed with a draft in the input
 	connected  bool
 	connKnown  bool
 	connErr    error

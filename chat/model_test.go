@@ -486,9 +486,62 @@ func TestContactList(t *testing.T) {
 	if r := row(m, "carol"); strings.Contains(r, "unread") {
 		t.Fatalf("row %q: want no unread", r)
 	}
+	// Esc in the list goes back to the conversation; there, Esc quits.
+	f.key(m, tea.KeyEsc)
+	if f.quit {
+		t.Fatal("Esc in the list quit instead of going back")
+	}
+	mustContain(t, m, "one", "two", "Enter send")
 	f.key(m, tea.KeyEsc)
 	if !f.quit {
-		t.Fatal("Esc did not quit the list")
+		t.Fatal("Esc did not quit")
+	}
+}
+
+// Text arrives as runs of runes when it comes in a burst (a paste without
+// bracketed paste, tmux send-keys, a slow link): a run that spells a
+// key's name is text, not that key. ("press enter twice" used to send
+// "press"; "the esc key" quit; "down", "home", "end", "delete", "up",
+// "left" vanished.)
+func TestBurstTextIsNotKeys(t *testing.T) {
+	for _, text := range []string{"press enter twice", "the esc key", "go down now", "home end delete up left right pgup tab"} {
+		f := newFixture(t, true)
+		m := f.model(Config{Contact: "bob"})
+		for i, word := range strings.Split(text, " ") {
+			if i > 0 {
+				f.send(m, tea.KeyMsg{Type: tea.KeySpace, Runes: []rune{' '}})
+			}
+			f.send(m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(word)})
+		}
+		if f.quit {
+			t.Fatalf("%q quit the chat", text)
+		}
+		if got := m.input.Value(); got != text {
+			t.Fatalf("input %q, want %q", got, text)
+		}
+		f.key(m, tea.KeyEnter)
+		if texts := f.outgoing(wire.TypeText); len(texts) != 1 || string(texts[0].Body) != text {
+			t.Fatalf("sent %+v, want %q", texts, text)
+		}
+	}
+}
+
+// Esc with a draft asks first; a second Esc (or Ctrl+C) quits.
+func TestEscWithDraft(t *testing.T) {
+	f := newFixture(t, true)
+	m := f.model(Config{Contact: "bob"})
+	f.typeText(m, "half a thought")
+	f.key(m, tea.KeyEsc)
+	if f.quit {
+		t.Fatal("Esc with a draft quit at once")
+	}
+	mustContain(t, m, "Esc again to quit")
+	if m.input.Value() != "half a thought" {
+		t.Fatalf("draft %q", m.input.Value())
+	}
+	f.key(m, tea.KeyEsc)
+	if !f.quit {
+		t.Fatal("a second Esc did not quit")
 	}
 }
 
