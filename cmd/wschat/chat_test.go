@@ -80,8 +80,8 @@ func TestChatTerminal(t *testing.T) {
 		}
 		return strings.TrimSpace(stdout.String())
 	}
-	invA := ws(0, alice, "keygen", "--name", "alice", "--relay", relayAddr)
-	invB := ws(0, bob, "keygen", "--name", "bob", "--relay", relayAddr)
+	invA := ws(0, alice, "keygen", "--name", "alice", "--relay", relayAddr, "--offline") // the relay is not up yet
+	invB := ws(0, bob, "keygen", "--name", "bob", "--relay", relayAddr, "--offline")
 	ws(0, alice, "contacts", "add", "bob", invB)
 	ws(0, bob, "contacts", "add", "alice", invA)
 
@@ -142,7 +142,9 @@ func TestChatTerminal(t *testing.T) {
 	a.waitRow("after resize", " bob", "connected")
 
 	a.write("\x03") // Ctrl+C
-	b.write("\x1b") // Esc
+	b.write("\x1b") // Esc, with a draft: it asks first
+	b.waitRow("Esc with a draft", "Esc again", "drop the draft")
+	b.write("\x1b")
 	for _, c := range []*ptyChat{a, b} {
 		if err := c.wait(); err != nil {
 			t.Fatalf("%s's chat: %v\n%s", c.name, err, c.screen.text())

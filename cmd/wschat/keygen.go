@@ -1,43 +1,70 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/mdp/qrterminal/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/wschat/wschat/bridge"
 	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/wire"
 )
 
 func newKeygenCmd(e *env, h *homeFlags) *cobra.Command {
 	var name string
-	var force bool
+	var force, offline bool
 	cmd := &cobra.Command{
 		Use:   "keygen",
 		Short: "Make this identity and print its invite",
 		Long: `Make a new identity (an X25519 and an Ed25519 keypair from fresh randomness)
 in the home directory, with a nickname and the relay it uses, and print its
 invite: one line to hand to the people and agents you will talk with.
-The key file is written 0600 and never overwritten without --force.`,
+The key file is written 0600 and never overwritten without --force.
+
+--relay is required: an invite without a relay reaches no one. keygen
+connects to the relay as the new identity (which registers it there, so
+that messages can wait for it before it first listens) and refuses a relay
+that does not answer; --offline skips that (and allows no relay).
+Exit codes: 0 made, 1 the relay does not answer, 2 usage.`,
 		Example: `  wschat keygen --name alice --relay 'ws://127.0.0.1:8443/#YFpy...'
-  WSCHAT_HOME=~/.wschat-bot wschat keygen --name bot --relay "$RELAY"`,
+  WSCHAT_HOME=~/.wschat-bot wschat keygen --name bot --relay "$RELAY"
+  wschat keygen --name laptop --offline --relay "$RELAY"   # on a train`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := keys.CheckNick(name); err != nil {
 				return usageError{fmt.Errorf("--name: %w", err)}
 			}
-			if h.relay != "" {
-				if _, err := wire.ParseRelayAddress(h.relay); err != nil {
+			var relay wire.RelayAddress
+			switch {
+			case h.relay == "" && !offline:
+				return withHint(usageError{errors.New("--relay ADDRESS is required")}, "pass the line 'wschat relay' prints, or --offline to make an identity without one")
+			case h.relay != "":
+				a, err := wire.ParseRelayAddress(h.relay)
+				if err != nil {
 					return usageError{fmt.Errorf("--relay: %w", err)}
 				}
+				relay = a
+			}
+			if _, err := os.Stat(h.identityPath()); err == nil && !force {
+				return withHint(fmt.Errorf("an identity already exists in %s", h.home), "keep it, or replace it (its contacts will need your new invite) with --force")
 			}
 			id, err := wire.NewIdentity(rand.Reader)
 			if err != nil {
 				return err
+			}
+			if !offline {
+				ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+				defer cancel()
+				c := bridge.NewClient(bridge.Config{Identity: id, Relay: relay})
+				if _, err := c.Probe(ctx, relay, true); err != nil {
+					return withHint(fmt.Errorf("%w; no identity was made", err), "check the address and that the relay runs; --offline makes the identity without asking it")
+				}
 			}
 			f := &keys.IdentityFile{Identity: id, Name: name, Relay: h.relay}
 			if err := keys.Save(h.identityPath(), f, keys.SaveOptions{Force: force}); err != nil {
@@ -53,6 +80,7 @@ The key file is written 0600 and never overwritten without --force.`,
 	}
 	cmd.Flags().StringVar(&name, "name", defaultNick(), "nickname shown to your contacts")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing identity")
+	cmd.Flags().BoolVar(&offline, "offline", false, "do not contact the relay (the identity is registered when it first listens)")
 	return cmd
 }
 

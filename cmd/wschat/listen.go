@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +18,7 @@ import (
 )
 
 type listenOptions struct {
+	handler handlerOptions
 	json    bool
 	from    string
 	count   int
@@ -46,9 +44,7 @@ not a contact; never shown as text), "relay_moved" (a contact now receives on
 another relay, named in "relay"; wschat sends there from now on), and with
 --acks "delivered" and "read" for messages you sent. Consumers ignore unknown fields and types.
 
-With -- CMD ARGS..., CMD runs once per message with the text on stdin and the
-fields in WSCHAT_TYPE, WSCHAT_ID, WSCHAT_FROM, WSCHAT_FROM_ID, WSCHAT_TEXT,
-WSCHAT_SENT_AT, WSCHAT_RECEIVED_AT and WSCHAT_CURSOR.
+` + handlerHelp + `
 
 Messages are stored before they are acknowledged, and each is shown once even
 when the network repeats it. A listen resumes after the last message the
@@ -60,8 +56,8 @@ Exit codes: 0 ok, 3 nothing arrived within --timeout.`,
   wschat listen --from alice --count 1 --timeout 5m --json
   wschat listen -- ./handle-message.sh`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.count < 0 || o.timeout < 0 {
-				return usageError{fmt.Errorf("--count and --timeout must not be negative")}
+			if o.count < 0 || o.timeout < 0 || o.handler.retries < 0 || o.handler.timeout < 0 {
+				return usageError{fmt.Errorf("--count, --timeout, --retries and --handler-timeout must not be negative")}
 			}
 			ctx := cmd.Context()
 			if o.timeout > 0 {
@@ -80,6 +76,8 @@ Exit codes: 0 ok, 3 nothing arrived within --timeout.`,
 	f.Int64Var(&o.since, "since", -1, "first show stored messages after this cursor")
 	f.BoolVar(&o.all, "all", false, "first show every stored message")
 	f.BoolVar(&o.acks, "acks", false, "also show delivery and read acknowledgements of what you sent")
+	f.IntVar(&o.handler.retries, "retries", 3, "with -- CMD: try a failing handler this many more times")
+	f.DurationVar(&o.handler.timeout, "handler-timeout", 10*time.Minute, "with -- CMD: kill a handler run after this long (0: never)")
 	return cmd
 }
 
@@ -94,11 +92,13 @@ type event struct {
 	FromID     string   `json:"from_id"`
 	Text       *string  `json:"text,omitempty"`
 	Acked      []string `json:"acked,omitempty"`
-	Relay      string   `json:"relay,omitempty"`
 	Count      int      `json:"count,omitempty"`
 	SentAt     string   `json:"sent_at,omitempty"`
 	ReceivedAt string   `json:"received_at,omitempty"`
 	Cursor     int64    `json:"cursor,omitempty"`
+	Verified   *bool    `json:"verified,omitempty"` // a contact's: whether its safety number was verified
+	Relay      string   `json:"relay,omitempty"`    // relay_moved: where the contact receives now
+	Error      string   `json:"error,omitempty"`    // handler_failed: why
 }
 
 func runListen(ctx, parent context.Context, e *env, h *homeFlags, o *listenOptions, cmdArgs []string) error {
@@ -239,7 +239,8 @@ func (l *listener) record(r bridge.Record) error {
 	if l.from != nil && c.Name != l.from.Name {
 		return nil
 	}
-	ev := event{ID: r.ID.String(), From: c.Name, FromID: r.PeerID.String(),
+	verified := c.Verified
+	ev := event{ID: r.ID.String(), From: c.Name, FromID: r.PeerID.String(), Verified: &verified,
 		SentAt: r.SentAt.UTC().Format(time.RFC3339Nano), ReceivedAt: r.ReceivedAt.UTC().Format(time.RFC3339Nano), Cursor: r.Cursor}
 	switch r.Type {
 	case wire.TypeText:
@@ -288,7 +289,15 @@ func (l *listener) emit(ev event, text string) error {
 	e := l.e
 	switch {
 	case len(l.handler) > 0:
-		return runHandler(l.parent, e, l.handler, ev, text)
+		err := runHandler(l.parent, e, l.handler, l.o.handler, ev, text)
+		if errors.Is(err, errHandlerFailed) {
+			fmt.Fprintf(e.stderr, "wschat: %v\n", err)
+			if l.o.json {
+				return l.enc.Encode(event{Type: "handler_failed", ID: ev.ID, From: ev.From, FromID: ev.FromID, Cursor: ev.Cursor, Error: err.Error()})
+			}
+			return nil
+		}
+		return err
 	case l.o.json:
 		return l.enc.Encode(ev)
 	}
@@ -309,24 +318,4 @@ func (l *listener) emit(ev event, text string) error {
 func plainLine(name, text string) string {
 	pad := "\n" + strings.Repeat(" ", len(name)+2)
 	return name + ": " + strings.ReplaceAll(strings.TrimRight(text, "\n"), "\n", pad)
-}
-
-// runHandler runs the per-message command with the fields in the
-// environment and the text on stdin.
-func runHandler(ctx context.Context, e *env, args []string, ev event, text string) error {
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stdin = bytes.NewReader([]byte(text))
-	cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
-	cmd.Env = append(os.Environ(),
-		"WSCHAT_TYPE="+ev.Type, "WSCHAT_ID="+ev.ID, "WSCHAT_FROM="+ev.From, "WSCHAT_FROM_ID="+ev.FromID,
-		"WSCHAT_TEXT="+safetext.Text(text), "WSCHAT_SENT_AT="+ev.SentAt, "WSCHAT_RECEIVED_AT="+ev.ReceivedAt,
-		"WSCHAT_CURSOR="+strconv.FormatInt(ev.Cursor, 10))
-	if err := cmd.Run(); err != nil {
-		if _, ok := err.(*exec.ExitError); ok {
-			fmt.Fprintf(e.stderr, "wschat: handler for message %s: %v\n", ev.ID, err)
-			return nil
-		}
-		return fmt.Errorf("running %s: %w", args[0], err)
-	}
-	return nil
 }

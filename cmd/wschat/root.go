@@ -164,6 +164,21 @@ func envName(flag string) string {
 	return "WSCHAT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// sharedFlags are flag names that several commands have with meanings of
+// their own: their variables name the command too (WSCHAT_SEND_TIMEOUT,
+// WSCHAT_LISTEN_TIMEOUT), so that setting one does not change another.
+// TestEnvNamesUnique fails when a flag name is shared and not listed.
+var sharedFlags = map[string]bool{"timeout": true, "json": true, "listen": true, "yes": true}
+
+// envVar is the environment variable of flag f of cmd.
+func envVar(cmd *cobra.Command, f *pflag.Flag) string {
+	if !sharedFlags[f.Name] || cmd.PersistentFlags().Lookup(f.Name) == f && !cmd.HasParent() {
+		return envName(f.Name)
+	}
+	path := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+	return envName(strings.ReplaceAll(path, " ", "_") + "_" + f.Name)
+}
+
 // applyEnv sets every flag of cmd that was not given on the command line
 // from its environment variable.
 func applyEnv(cmd *cobra.Command) error {
@@ -172,12 +187,13 @@ func applyEnv(cmd *cobra.Command) error {
 		if err != nil || f.Changed || f.Name == "help" || f.Name == "version" {
 			return
 		}
-		v, ok := os.LookupEnv(envName(f.Name))
+		name := envVar(cmd, f)
+		v, ok := os.LookupEnv(name)
 		if !ok {
 			return
 		}
 		if e := cmd.Flags().Set(f.Name, v); e != nil {
-			err = usageError{fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)}
+			err = usageError{fmt.Errorf("%s=%q: %w", name, v, e)}
 		}
 	})
 	return err
@@ -193,7 +209,7 @@ func environmentHelp(root *cobra.Command) string {
 			if f.Name == "help" || f.Name == "version" {
 				return
 			}
-			n := envName(f.Name)
+			n := envVar(c, f)
 			r := rows[n]
 			if r == nil {
 				r = &row{name: n, usage: f.Usage}
@@ -215,7 +231,7 @@ func environmentHelp(root *cobra.Command) string {
 	}
 	sort.Strings(names)
 	var b strings.Builder
-	b.WriteString("Every flag can be set with an environment variable named WSCHAT_ and the flag\nname in upper case, with '-' as '_'. A flag on the command line wins.\n\n")
+	b.WriteString("Every flag can be set with an environment variable named WSCHAT_ and the flag\nname in upper case, with '-' as '_'; a flag that several commands have with\nmeanings of their own names the command too (WSCHAT_LISTEN_TIMEOUT). A flag on\nthe command line wins. Handlers of 'listen -- CMD' get the message's fields in\nWSCHAT_MSG_* variables, which no flag uses.\n\n")
 	for _, n := range names {
 		fmt.Fprintf(&b, "  %-32s %s (%s)\n", n, rows[n].usage, rows[n].cmds)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +28,12 @@ It returns once the relay has taken custody of it (delivered live, or stored
 for when the contact comes back); with --wait delivered, once the contact's
 client has acknowledged it. The message id is printed on stdout.
 
+Read from stdin, the message loses one trailing newline (what echo and
+most programs end with); on a terminal, end it with Ctrl+D.
+
 A message that could not be handed over stays in the outbox and goes out
-with the next wschat command that connects. At most %d bytes.
+with the next wschat command that reaches the contact's relay (wschat
+outbox lists them). At most %d bytes.
 Exit codes: 0 sent, 1 error (relay unreachable, refused), 3 not confirmed
 within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 		Example: `  wschat send --to alice "backup finished"
@@ -45,10 +50,17 @@ within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 			if len(args) > 0 {
 				body = []byte(strings.Join(args, " "))
 			} else {
-				b, err := io.ReadAll(io.LimitReader(e.stdin, wire.MaxBodySize+1))
+				if _, tty := terminal(e.stdin); tty {
+					fmt.Fprintln(e.stderr, "wschat: reading the message from stdin; Ctrl+D to send")
+				}
+				b, err := io.ReadAll(io.LimitReader(e.stdin, wire.MaxBodySize+2))
 				if err != nil {
 					return fmt.Errorf("reading stdin: %w", err)
 				}
+				// echo and most programs end their output with one newline:
+				// it is not part of the message.
+				b = bytes.TrimSuffix(b, []byte("\n"))
+				b = bytes.TrimSuffix(b, []byte("\r"))
 				body = b
 			}
 			if len(body) > wire.MaxBodySize {
