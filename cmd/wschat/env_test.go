@@ -15,7 +15,7 @@ import (
 // starts with the handler's WSCHAT_MSG_.
 func TestEnvNamesUnique(t *testing.T) {
 	root := newRoot(strings.NewReader(""), io.Discard, io.Discard)
-	owner := map[string]string{} // variable -> command path + flag
+	owner := map[string]string{}   // variable -> command path + flag
 	names := map[string][]string{} // local flag name -> commands
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
