@@ -158,17 +158,6 @@ var ErrOffline = errors.New("not connected to the relay")
 // stays in the outbox.
 var ErrNotConfirmed = errors.New("not confirmed in time")
 
-// RefusedError: a relay refused a message. A lasting refusal took it out
-// of the outbox (its history says StateRefused and why).
-type RefusedError struct {
-	Relay  wire.RelayAddress
-	Reason wire.Reason
-}
-
-func (e *RefusedError) Error() string {
-	return fmt.Sprintf("relay %s refused the message: %s", e.Relay.URL, e.Reason)
-}
-
 // future is a value that one goroutine sets once and others wait for.
 type future[T any] struct {
 	once sync.Once

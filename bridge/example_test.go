@@ -32,6 +32,12 @@ func ExampleClient_Send() {
 	alice, _ := wire.NewIdentity(rand.Reader)
 	book, _ := keys.OpenBook(filepath.Join(dir, "contacts"))
 	toAlice, _ := book.Add("alice", keys.Invite{Public: alice.Public(), Name: "alice"})
+	// The relay stores only for identities registered on it: alice's
+	// first receiving connection (or her wschat keygen) registered her.
+	if err := bridge.Register(context.Background(), relay, alice, 0); err != nil {
+		fmt.Println(err)
+		return
+	}
 	store, err := bridge.OpenStore(filepath.Join(dir, "messages.db"), true)
 	if err != nil {
 		fmt.Println(err)

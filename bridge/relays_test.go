@@ -74,6 +74,9 @@ func TestRelayMoved(t *testing.T) {
 	befriend(t, alice, bob, "alice", "bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	if _, err := alice.client.Probe(ctx, b.Addr, true); err != nil { // registers, as set-relay does
+		t.Fatal(err)
+	}
 	n, err := alice.client.MoveTo(ctx, b.Addr)
 	if err != nil || n != 1 {
 		t.Fatalf("move: %d %v", n, err)

@@ -40,7 +40,7 @@ func (c *Client) seal(to keys.Contact, typ wire.MessageType, body []byte) (Outgo
 		return Outgoing{}, err
 	}
 	_, relay := c.relayOf(to)
-	return Outgoing{Peer: to.Public, Message: m, Envelope: env, Relay: relay, Record: true}, nil
+	return Outgoing{Peer: to.Public, Message: m, Envelope: env, Flags: frameFlags(typ), Relay: relay, Record: true}, nil
 }
 
 // MarkRead tells a contact that a person has seen these messages (a read
@@ -142,7 +142,7 @@ func (op *sendOp) queue(ctx context.Context, body []byte) error {
 		return err
 	}
 	op.id = o.Message.ID
-	op.entry = Pending{ID: op.id, PeerFP: o.Peer.Fingerprint(), To: o.Peer.ID(), Relay: o.Relay, Envelope: o.Envelope}
+	op.entry = Pending{ID: op.id, PeerFP: o.Peer.Fingerprint(), To: o.Peer.ID(), Relay: o.Relay, Envelope: o.Envelope, Flags: o.Flags}
 	op.answer = c.await(op.id) // before the message can reach the relay
 	if _, err := c.store.AddOutgoing(ctx, o, c.lease(), c.now()); err != nil {
 		c.forget(op.id)
@@ -213,10 +213,10 @@ func (op *sendOp) waitFor(ctx context.Context) error {
 				return &RelayError{Relay: op.relay, Err: a.lost}
 			case a.state == "":
 				op.state = StateRefused
-				if transient(a.reason) {
+				if temporaryRefusal(a.reason) {
 					op.state = StatePending
 				}
-				return &RefusedError{Relay: op.relay, Reason: a.reason}
+				return &RefusedError{ID: op.id, Relay: op.relay, Reason: a.reason}
 			}
 			if a.state.Rank() > op.state.Rank() {
 				op.state = a.state
@@ -323,7 +323,7 @@ func (c *Client) deliverTo(ctx context.Context, name string) (int, error) {
 	}
 	taken := 0
 	var refused error
-	for _, f := range answers {
+	for i, f := range answers {
 		select {
 		case <-f.done:
 		case <-ctx.Done():
@@ -335,7 +335,7 @@ func (c *Client) deliverTo(ctx context.Context, name string) (int, error) {
 		case a.saveErr != nil:
 			return taken, a.saveErr
 		case a.state == "":
-			refused = &RefusedError{Relay: relay, Reason: a.reason}
+			refused = &RefusedError{ID: ps[i].ID, Relay: relay, Reason: a.reason}
 		default:
 			taken++
 		}

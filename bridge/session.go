@@ -258,7 +258,7 @@ func (s *session) incoming(in relayconn.Incoming) error {
 		}
 		return s.conn.SendCommand(&wire.Command{Op: wire.OpAck, Acks: []uint64{in.Header.Index}})
 	}
-	contact, err := c.book.ByID(in.Header.ID)
+	contact, err := c.sender(in)
 	if errors.Is(err, keys.ErrUnknownContact) {
 		c.log.Info("message from a stranger kept aside", "from_id", in.Header.ID)
 		if err := c.store.AddStranger(ctx, in.Header.ID, c.now()); err != nil {
@@ -367,10 +367,10 @@ func (s *session) receipt(ctx context.Context, to keys.Contact, id wire.MessageI
 	}
 	relay, name := c.relayOf(to)
 	if relay == s.relay {
-		s.conn.SendData(to.Public.ID(), 0, env) // a lost receipt comes again with the redelivery
+		s.conn.SendData(to.Public.ID(), frameFlags(m.Type), env) // a lost receipt comes again with the redelivery
 		return nil
 	}
-	if _, err := c.store.AddOutgoing(ctx, Outgoing{Peer: to.Public, Message: m, Envelope: env, Relay: name}, Lease{}, c.now()); err != nil {
+	if _, err := c.store.AddOutgoing(ctx, Outgoing{Peer: to.Public, Message: m, Envelope: env, Flags: frameFlags(m.Type), Relay: name}, Lease{}, c.now()); err != nil {
 		return err
 	}
 	c.wake()

@@ -46,7 +46,7 @@ const (
 // History:
 //
 //	1 (2026-11) messages, outbox joined to messages, cursors, strangers;
-//	  user_version 0, no application id.
+//	  user_version 0, no application id; later also refusals.
 //	2 (2026-12) the outbox stands alone (receipts may wait in it too),
 //	  names the relay each entry goes to and records attempts, the last
 //	  error and a lease (one process hands an entry over at a time);
@@ -127,6 +127,14 @@ INSERT INTO outbox (msg_id, peer_fp, to_id, relay, envelope, flags, created_at)
 	WHERE m.state = 'pending';
 DROP TABLE outbox_v1;
 ` + drainV2
+
+// migrateV1Refusals moves the refusals table of late schema-1 stores
+// into the messages' refusal column.
+const migrateV1Refusals = `
+UPDATE messages SET refusal = (SELECT reason FROM refusals r WHERE r.peer_fp = messages.peer_fp AND r.msg_id = messages.msg_id)
+	WHERE dir = 'out' AND state = 'refused';
+DROP TABLE refusals;
+`
 
 // StoreError is a failure of the store file: it could not be opened,
 // read or written. Nothing that needs the store can go on; the person is
@@ -307,6 +315,14 @@ func migrate(db *sql.DB) (err error) {
 	case version == 0 && app == 0 && hasMessages == 1:
 		if _, err := tx.Exec(migrateV1); err != nil {
 			return fmt.Errorf("migrating from schema 1: %w", err)
+		}
+		// Late schema-1 stores recorded refusals in a table of their own.
+		var hasRefusals int
+		tx.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'refusals'`).Scan(&hasRefusals)
+		if hasRefusals == 1 {
+			if _, err := tx.Exec(migrateV1Refusals); err != nil {
+				return fmt.Errorf("migrating from schema 1: %w", err)
+			}
 		}
 	case version == SchemaVersion:
 		// Ours, written before the application id (never released).

@@ -237,7 +237,7 @@ func (s *Store) Custody(ctx context.Context, peer wire.Fingerprint, id wire.Mess
 // (the relay is restarting) leaves it for the next connection, the
 // reason noted.
 func (s *Store) Refused(ctx context.Context, peer wire.Fingerprint, id wire.MessageID, reason wire.Reason) error {
-	if transient(reason) {
+	if temporaryRefusal(reason) {
 		_, err := s.exec(ctx, transientError, "refused: "+reason.String(), id[:])
 		return err
 	}
@@ -248,16 +248,6 @@ func (s *Store) Refused(ctx context.Context, peer wire.Fingerprint, id wire.Mess
 		_, err := tx.exec(refusedState, reason.String(), peer[:], id[:])
 		return err
 	}, deleteOutbox, refusedState)
-}
-
-// transient reports whether a refusal may pass by itself, so that the
-// same frame is worth handing over again on the next connection.
-func transient(r wire.Reason) bool {
-	switch r {
-	case wire.ReasonShuttingDown, wire.ReasonInternal, wire.ReasonRateLimited:
-		return true
-	}
-	return false
 }
 
 // Release gives up the leases owner holds on these entries (the

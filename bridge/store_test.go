@@ -146,7 +146,7 @@ func TestDamagedStoreFailsLoudly(t *testing.T) {
 	}
 	// (The first may be there again too: its Ack can be lost when the
 	// first connection closed.)
-	if left, _ := r.Mailbox().Pending(bob.id.Public().ID(), 0, 10, time.Now()); len(left) == 0 {
+	if left, _ := r.Mailbox().Pending(bob.id.Public().ID(), 0, 10, false, time.Now()); len(left) == 0 {
 		t.Fatal("the relay holds nothing for bob; it should keep what he could not store")
 	}
 	if err := bob.store.Check(ctx); err == nil {

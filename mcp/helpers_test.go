@@ -19,6 +19,7 @@ import (
 	"github.com/wschat/wschat/bridge"
 	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/mcp"
+	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/relayd/relaytest"
 	"github.com/wschat/wschat/wire"
 )
@@ -34,11 +35,13 @@ func TestMain(m *testing.M) {
 type world struct {
 	t     testing.TB
 	relay wire.RelayAddress
+	mb    relayd.Mailbox
 }
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	return &world{t: t, relay: relaytest.Start(t, relaytest.Options{}).Addr}
+	r := relaytest.Start(t, relaytest.Options{})
+	return &world{t: t, relay: r.Addr, mb: r.Mailbox()}
 }
 
 // party is one identity with its home: contacts, store, client.
@@ -64,6 +67,10 @@ func (w *world) party(name string) *party {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { store.Close() })
+	// Registered, as its first receiving connection would make it.
+	if err := w.mb.Register(id.Public().ID(), time.Now()); err != nil {
+		w.t.Fatal(err)
+	}
 	return &party{name: name, self: &keys.IdentityFile{Identity: id, Name: name, Relay: w.relay.String()}, book: book, store: store, dir: dir,
 		client: bridge.NewClient(bridge.Config{Identity: id, Relay: w.relay, Book: book, Store: store})}
 }

@@ -3,6 +3,8 @@ package relayd_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -117,13 +119,25 @@ func TestOversizedAndBadFrames(t *testing.T) {
 	healthy(t, r)
 }
 
+// Every connection from one address counts from the moment it is
+// accepted: past the cap the relay answers 429 with words a client shows,
+// past twice the cap it closes at once; the slots come back.
 func TestConnectionCapPerIP(t *testing.T) {
 	const limit = 20
 	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{MaxConnsPerIP: limit}, "")
 	defer r.stop()
+	// Sockets that never send a request hold slots too (slowloris).
+	var raw []net.Conn
+	for range limit / 2 {
+		c, err := net.Dial("tcp", r.ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, c)
+	}
 	var mu sync.Mutex
 	var conns []*websocket.Conn
-	refused := 0
+	answered, dropped := 0, 0
 	var wg sync.WaitGroup
 	for i := 0; i < 200; i++ {
 		wg.Add(1)
@@ -132,20 +146,34 @@ func TestConnectionCapPerIP(t *testing.T) {
 			ws, resp, err := websocket.DefaultDialer.Dial(wsURL(r), nil)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
-				if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
-					refused++
+			switch {
+			case err == nil:
+				conns = append(conns, ws)
+			case resp != nil && resp.StatusCode == http.StatusTooManyRequests:
+				b, _ := io.ReadAll(resp.Body)
+				if !strings.HasPrefix(string(b), "too_many_connections: too many connections from your address") {
+					t.Errorf("429 body %q", b)
 				}
-				return
+				answered++
+			default:
+				dropped++
 			}
-			conns = append(conns, ws)
 		}()
 	}
 	wg.Wait()
-	if len(conns) != limit || refused != 200-limit {
-		t.Fatalf("%d accepted, %d refused; want %d accepted", len(conns), refused, limit)
+	if len(conns) != limit-len(raw) || answered == 0 || len(conns)+answered+dropped != 200 {
+		t.Fatalf("%d accepted, %d answered 429, %d dropped; want %d accepted", len(conns), answered, dropped, limit-len(raw))
+	}
+	// A client hears the refusal in words.
+	_, err := relayconn.Dial(context.Background(), r.addr, newIdentity(t), relayconn.Options{})
+	var re *relayconn.ConnRefusedError
+	if !errors.As(err, &re) || re.Reason != wire.ReasonTooManyConns {
+		t.Fatalf("dial over the cap: %v", err)
 	}
 	for _, c := range conns {
+		c.Close()
+	}
+	for _, c := range raw {
 		c.Close()
 	}
 	// The slots come back once the connections are gone.

@@ -28,7 +28,7 @@ type conn struct {
 	s  *Server
 	ws *websocket.Conn
 	bc *netbatch.Conn // under ws; the running writer opens and flushes batches
-	ip string
+	ip string         // static: the slot taken at the upgrade (proxied connections), or ""
 
 	// Set by the handshake, then static.
 	peer    wire.PublicIdentity
@@ -49,7 +49,7 @@ type conn struct {
 	custody     []wire.CustodyEntry  // guarded by mu: answers to send
 	cmds        []*wire.Command      // guarded by mu: other commands to send
 	unacked     map[uint64]*delivery // guarded by mu: written, awaiting Ack, by frame index
-	backlog     bool                 // guarded by mu: the mailbox may hold more for us
+	backlog     bool                 // guarded by mu: the mailbox may hold more for us (receipts only, on a send-only connection)
 	cursor      uint64               // guarded by mu: last stored id sent on this connection
 	sentStored  uint32               // guarded by mu: stored frames sent, for BacklogDone
 	backlogDone bool                 // guarded by mu: BacklogDone was queued
@@ -57,24 +57,42 @@ type conn struct {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	if s.closing.Load() {
-		s.metrics.refused(wire.ReasonShuttingDown)
-		http.Error(w, "relay is restarting", http.StatusServiceUnavailable)
+	if !websocket.IsWebSocketUpgrade(r) {
+		if s.web != nil {
+			s.web.ServeHTTP(w, r) // the web app
+		} else {
+			s.servePage(w, r)
+		}
 		return
 	}
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
+	if s.closing.Load() {
+		s.metrics.refused(wire.ReasonShuttingDown)
+		refuseHTTP(w, http.StatusServiceUnavailable, wire.ReasonShuttingDown, "the relay is restarting; try again in a few seconds")
+		return
 	}
 	if s.conns.Load() >= int64(s.limits.MaxConns) {
 		s.metrics.refused(wire.ReasonTooManyConns)
-		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		refuseHTTP(w, http.StatusServiceUnavailable, wire.ReasonTooManyConns, "the relay has as many connections as it takes; try again later")
 		return
 	}
-	if !s.ips.acquire(ip) {
-		s.metrics.refused(wire.ReasonTooManyConns)
-		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
-		return
+	// A connection through a trusted proxy counts now, under the client
+	// address the proxy names; any other was counted when it was accepted.
+	ip := ""
+	if ac := acceptedConn(r); ac == nil || ac.proxied {
+		ip = s.forwardedFor(r)
+		if ac == nil {
+			ip, _, _ = net.SplitHostPort(r.RemoteAddr)
+		}
+		if !s.ips.acquire(ip) {
+			s.metrics.refused(wire.ReasonTooManyConns)
+			refuseHTTP(w, http.StatusTooManyRequests, wire.ReasonTooManyConns, "too many connections from your address")
+			return
+		}
+	}
+	release := func() {
+		if ip != "" {
+			s.ips.release(ip)
+		}
 	}
 	// The connection's writer batches on the netbatch.Conn under ws.
 	hj := &netbatch.Hijacker{ResponseWriter: w}
@@ -83,7 +101,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if ws == nil && hj.Conn != nil {
 			hj.Conn.Close()
 		}
-		s.ips.release(ip)
+		release()
 		s.metrics.refused(wire.ReasonHandshakeFailed)
 		return
 	}
@@ -93,7 +111,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.closing.Load() {
 		s.mu.Unlock()
 		ws.Close()
-		s.ips.release(ip)
+		release()
 		return
 	}
 	s.all[c] = struct{}{}
@@ -111,7 +129,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 func (c *conn) run() {
 	if err := c.handshake(); err != nil {
 		c.s.metrics.refused(wire.ReasonHandshakeFailed)
-		c.s.log.Debug("handshake failed", "ip", c.ip, "err", err)
+		c.s.log.Debug("handshake failed", "addr", c.ws.RemoteAddr().String(), "err", err)
 		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "handshake failed"), time.Now().Add(time.Second))
 		c.cleanup()
 		c.s.wg.Done()
@@ -125,7 +143,7 @@ func (c *conn) read() {
 	defer c.cleanup()
 	c.s.metrics.connected(c.receive, +1)
 	defer c.s.metrics.connected(c.receive, -1)
-	c.s.log.Debug("connected", "id", c.id, "ip", c.ip, "receive", c.receive)
+	c.s.log.Debug("connected", "id", c.id, "addr", c.ws.RemoteAddr().String(), "receive", c.receive)
 	err := c.readLoop()
 	c.s.log.Debug("disconnected", "id", c.id, "err", err)
 }
@@ -156,6 +174,12 @@ func (c *conn) handshake() error {
 	}
 	c.peer, c.id, c.receive = res.Peer, res.Peer.ID(), res.Receive
 	c.recv, c.send = res.Session.Recv, res.Session.Send
+	if c.receive {
+		// A receiving connection registers its identity (or renews the
+		// registration) before the Welcome: a client that saw the
+		// Welcome of one is registered (wschat keygen relies on it).
+		c.s.register(c.id)
+	}
 	c.limiter = rate.NewLimiter(rate.Limit(l.RateBytes), l.RateBurst)
 	c.ws.SetReadLimit(int64(l.MaxFrameSize))
 	c.ws.SetWriteDeadline(time.Time{})
@@ -173,7 +197,17 @@ func (c *conn) handshake() error {
 		Op: wire.OpWelcome, Version: wire.ProtocolVersion, ConnFlags: flags,
 		Time: uint64(c.s.now().UnixMilli()), MaxFrameSize: uint32(l.MaxFrameSize), ID: c.id,
 	})
-	c.backlog = c.receive
+	// Every connection collects stored receipts; a receiving one the
+	// rest of the backlog as well. A send-only connection reads its first
+	// batch now, so that its writer sends it before the custody answer
+	// to the frame that may follow Auth.
+	c.backlog = true
+	if !c.receive {
+		c.mu.Unlock()
+		receipts, _ := c.fetchBacklog()
+		c.mu.Lock()
+		c.queue = append(receipts, c.queue...)
+	}
 	c.kickLocked()
 	c.mu.Unlock()
 	if c.receive {
@@ -397,6 +431,7 @@ func (c *conn) closeWith(code int, reason string) {
 func (c *conn) cleanup() {
 	if c.receive {
 		c.s.hub.Remove(c)
+		c.s.register(c.id) // the registration lasts from its last receiving connection
 	}
 	c.mu.Lock()
 	c.closed = true
@@ -413,7 +448,9 @@ func (c *conn) cleanup() {
 	c.s.mu.Lock()
 	delete(c.s.all, c)
 	c.s.mu.Unlock()
-	c.s.ips.release(c.ip)
+	if c.ip != "" {
+		c.s.ips.release(c.ip)
+	}
 	c.s.conns.Add(-1)
 }
 
@@ -483,12 +520,21 @@ func (c *conn) writeLoop() {
 				return
 			}
 		}
-		for len(custody) > 0 {
-			n := min(len(custody), wire.MaxCommandEntries)
-			if !writeCmd(&wire.Command{Op: wire.OpCustody, Custody: custody[:n]}) {
-				return
+		writeCustody := func() bool {
+			for len(custody) > 0 {
+				n := min(len(custody), wire.MaxCommandEntries)
+				if !writeCmd(&wire.Command{Op: wire.OpCustody, Custody: custody[:n]}) {
+					return false
+				}
+				custody = custody[n:]
 			}
-			custody = custody[n:]
+			return true
+		}
+		// A send-only connection gets its stored receipts (fetched in the
+		// handshake) before any custody answer: a one-shot sender that
+		// closes at its answer has collected them by then.
+		if c.receive && !writeCustody() {
+			return
 		}
 		for len(pending) > 0 {
 			d := pending[0]
@@ -517,6 +563,9 @@ func (c *conn) writeLoop() {
 			}
 			c.s.metrics.frameOut(len(frame), d.storedID != 0)
 		}
+		if !c.receive && !writeCustody() {
+			return
+		}
 		if after != nil {
 			var err error
 			if frame, _, err = c.send.AppendCommand(frame[:0], after); err != nil {
@@ -532,14 +581,16 @@ func (c *conn) writeLoop() {
 }
 
 // fetchBacklog reads the next stored frames for this connection, and
-// BacklogDone when they are the last. Called by the writer without c.mu.
+// BacklogDone when they are the last (on a receiving connection; a
+// send-only one collects receipts and gets no BacklogDone). Called by the
+// writer without c.mu.
 func (c *conn) fetchBacklog() ([]*delivery, *wire.Command) {
 	c.mu.Lock()
 	cursor := c.cursor
 	c.mu.Unlock()
-	frames, err := c.s.mailbox.Pending(c.id, cursor, c.s.limits.BacklogBatch, c.s.now())
+	frames, err := c.s.mailbox.Pending(c.id, cursor, c.s.limits.BacklogBatch, !c.receive, c.s.now())
 	if err != nil {
-		c.s.log.Error("mailbox read failed", "id", c.id, "err", err)
+		c.s.logs.error("mailbox read failed", "err", err)
 		c.s.metrics.refused(wire.ReasonInternal)
 		frames = nil
 	}
@@ -547,17 +598,34 @@ func (c *conn) fetchBacklog() ([]*delivery, *wire.Command) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, f := range frames {
-		out = append(out, &delivery{to: c.id, from: f.Sender, body: f.Body, at: f.StoredAt, state: stateStored, storedID: f.ID})
+		var flags byte
+		if f.Receipt {
+			flags = wire.FlagReceipt
+		}
+		out = append(out, &delivery{to: c.id, from: wire.UnnamedID, flags: flags, body: f.Body, at: f.StoredAt, state: stateStored, storedID: f.ID})
 		c.cursor = max(c.cursor, f.ID)
 	}
 	c.sentStored += uint32(len(frames))
 	var done *wire.Command
 	if len(frames) < c.s.limits.BacklogBatch {
 		c.backlog = false
-		if !c.backlogDone {
+		if !c.backlogDone && c.receive {
 			c.backlogDone = true
 			done = &wire.Command{Op: wire.OpBacklogDone, Count: c.sentStored}
 		}
 	}
 	return out, done
+}
+
+// register registers id on its receiving connection, or renews it.
+func (s *Server) register(id wire.RoutingID) {
+	if err := s.mailbox.Register(id, s.now()); err != nil {
+		if errors.Is(err, ErrStorageFull) {
+			s.metrics.refused(wire.ReasonStorageFull)
+			return
+		}
+		if !errors.Is(err, ErrMailboxClosed) {
+			s.logs.error("registration failed", "err", err)
+		}
+	}
 }

@@ -1,11 +1,10 @@
 package relayd
 
 import (
+	"cmp"
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/wschat/wschat/wire"
 )
@@ -14,7 +13,8 @@ import (
 // written to every receiving connection of the recipient at once; the
 // first Ack completes it. If no connection acknowledges it in time, or all
 // of them go away first, it is stored. A delivery read from the mailbox is
-// stored from the start; an Ack deletes it there.
+// stored from the start; an Ack deletes it there. A stored delivery names
+// no sender (wire.UnnamedID): the mailbox keeps none.
 type delivery struct {
 	to, from wire.RoutingID // static
 	flags    byte           // static
@@ -25,6 +25,8 @@ type delivery struct {
 	state    deliveryState // guarded by mu
 	storedID uint64        // guarded by mu: the mailbox id once stored
 	holders  int           // guarded by mu: connections holding it unacknowledged
+	answered bool          // static once published: the sender is told "delivered" (there were receivers)
+	refusal  wire.Reason   // guarded by mu: why the last attempt to store it failed
 }
 
 type deliveryState uint8
@@ -44,7 +46,7 @@ func (s *Server) route(from *conn, h wire.Header, body []byte, now time.Time, rc
 		e.Status, e.Reason = wire.StatusRefused, r
 		return e
 	}
-	if h.ID == from.id {
+	if h.ID == from.id || h.ID.IsUnnamed() {
 		return refuse(wire.ReasonBadRecipient)
 	}
 	if s.closing.Load() {
@@ -56,6 +58,11 @@ func (s *Server) route(from *conn, h wire.Header, body []byte, now time.Time, rc
 	ephemeral := h.Flags&wire.FlagEphemeral != 0
 	if !ephemeral {
 		d.holders = len(receivers) // before any writer can see it
+		// Written before any writer can see it, so no lock per frame: with
+		// receivers the answer will be "delivered" (or, when every queue
+		// is full, "stored" after released() stored it as held, which
+		// only lets it use the reserve).
+		d.answered = len(receivers) > 0
 	}
 	n := 0
 	for _, rc := range receivers {
@@ -74,40 +81,50 @@ func (s *Server) route(from *conn, h wire.Header, body []byte, now time.Time, rc
 	case ephemeral:
 		return refuse(wire.ReasonRecipientOffline)
 	}
-	// No receiving connection took it: released() above stored it if there
-	// were receivers; otherwise store it now.
+	// No receiving connection took it: released() above tried to store it
+	// if there were receivers; otherwise store it now, within the
+	// sender's budget.
 	if len(receivers) == 0 {
+		if !s.budgets.take(from.id, len(body), now) {
+			return refuse(wire.ReasonSenderBudget)
+		}
 		if r := s.store(d); r != wire.ReasonNone {
+			s.budgets.refund(from.id, len(body))
 			return refuse(r)
 		}
 	}
 	d.mu.Lock()
-	stored := d.state == stateStored
+	stored, why := d.state == stateStored, d.refusal
 	d.mu.Unlock()
 	if !stored {
-		return refuse(wire.ReasonMailboxFull)
+		return refuse(cmp.Or(why, wire.ReasonInternal))
 	}
 	s.metrics.routed(wire.StatusStored)
 	e.Status = wire.StatusStored
 	return e
 }
 
-// store puts a live delivery in the mailbox, once.
+// store puts a live delivery in the mailbox, once, and returns why it
+// could not. A frame the sender was told was delivered may use the
+// storage kept for held frames; one that cannot be stored then is
+// dropped, and counted.
 func (s *Server) store(d *delivery) wire.Reason {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state != stateLive {
 		return wire.ReasonNone
 	}
-	id, err := s.mailbox.Put(d.to, d.from, d.body, d.at)
+	id, err := s.mailbox.Put(Frame{Recipient: d.to, Receipt: d.flags&wire.FlagReceipt != 0, Body: d.body, At: d.at, Held: d.answered})
 	if err != nil {
-		if errors.Is(err, ErrMailboxFull) {
-			s.metrics.dropped(wire.ReasonMailboxFull)
-			return wire.ReasonMailboxFull
+		r := storeReason(err)
+		d.refusal = r
+		if d.answered {
+			s.metrics.dropped(r)
 		}
-		s.log.Error("mailbox write failed", "to", d.to, "err", err)
-		s.metrics.dropped(wire.ReasonInternal)
-		return wire.ReasonInternal
+		if r == wire.ReasonInternal {
+			s.logs.error("mailbox write failed", "err", err)
+		}
+		return r
 	}
 	d.state, d.storedID = stateStored, id
 	s.metrics.stored()
@@ -118,6 +135,21 @@ func (s *Server) store(d *delivery) wire.Reason {
 		rc.poke()
 	}
 	return wire.ReasonNone
+}
+
+// storeReason is the reason a sender is given for a mailbox error.
+func storeReason(err error) wire.Reason {
+	switch {
+	case errors.Is(err, ErrMailboxFull):
+		return wire.ReasonMailboxFull
+	case errors.Is(err, ErrUnknownRecipient):
+		return wire.ReasonUnknownRecipient
+	case errors.Is(err, ErrStorageFull):
+		return wire.ReasonStorageFull
+	case errors.Is(err, ErrMailboxClosed):
+		return wire.ReasonShuttingDown
+	}
+	return wire.ReasonInternal
 }
 
 // acked completes deliveries to recipient that one Ack acknowledged; the
@@ -139,7 +171,7 @@ func (s *Server) acked(recipient wire.RoutingID, ds []*delivery) {
 	}
 	if len(stored) > 0 {
 		if err := s.mailbox.Delete(recipient, stored...); err != nil {
-			s.log.Error("mailbox delete failed", "to", recipient, "err", err)
+			s.logs.error("mailbox delete failed", "err", err)
 		}
 	}
 }
@@ -157,55 +189,5 @@ func (s *Server) released(d *delivery) {
 	d.mu.Unlock()
 	if last {
 		s.store(d)
-	}
-}
-
-// janitor pings quiet connections, stores live deliveries that were not
-// acknowledged in time, and expires old frames from the mailbox.
-func (s *Server) janitor() {
-	defer s.wg.Done()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	lastExpire := s.now()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-tick.C:
-		}
-		now := s.now()
-		s.mu.Lock()
-		conns := make([]*conn, 0, len(s.all))
-		for c := range s.all {
-			conns = append(conns, c)
-		}
-		s.mu.Unlock()
-		var late []*delivery
-		for _, c := range conns {
-			quiet := now.Sub(time.Unix(0, c.lastRead.Load()))
-			if quiet >= s.limits.PingInterval && now.Sub(time.Unix(0, c.lastPing.Load())) >= s.limits.PingInterval {
-				c.lastPing.Store(now.UnixNano())
-				// WriteControl may run beside the writer goroutine.
-				c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.limits.WriteTimeout))
-			}
-			c.mu.Lock()
-			for _, d := range c.unacked {
-				if now.Sub(d.at) >= s.limits.AckTimeout {
-					late = append(late, d)
-				}
-			}
-			c.mu.Unlock()
-		}
-		for _, d := range late {
-			s.store(d) // no-op unless still live; the connection keeps it, so a late Ack deletes it
-		}
-		if now.Sub(lastExpire) >= time.Minute {
-			lastExpire = now
-			if n, err := s.mailbox.Expire(now); err != nil {
-				s.log.Error("mailbox expiry failed", "err", err)
-			} else if n > 0 {
-				s.metrics.expired(n)
-			}
-		}
 	}
 }

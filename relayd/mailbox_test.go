@@ -81,17 +81,76 @@ func TestMailbox(t *testing.T) {
 	}
 }
 
-// openMailbox opens impl and closes it at the end of the test.
+// openMailbox opens impl, registers alice, bob and carol, and closes it at
+// the end of the test.
 func openMailbox(t *testing.T, impl mailboxImpl, path string, lim MailboxLimits) Mailbox {
 	t.Helper()
 	m := impl.open(t, path, lim)
 	t.Cleanup(func() { m.Close() })
+	registerAll(t, m)
 	return m
+}
+
+// registerAll registers alice, bob and carol at t0.
+func registerAll(t testing.TB, m Mailbox) {
+	t.Helper()
+	for _, id := range []wire.RoutingID{alice, bob, carol} {
+		if err := m.Register(id, t0); err != nil {
+			t.Fatalf("Register(%s): %v", id, err)
+		}
+	}
+}
+
+// put stores a message for to.
+func put(m Mailbox, to wire.RoutingID, body []byte, now time.Time) (uint64, error) {
+	return m.Put(Frame{Recipient: to, Body: body, At: now})
+}
+
+// registerBulk registers many identities at t0; in one transaction for
+// the disk mailbox.
+func registerBulk(t testing.TB, m Mailbox, ids []wire.RoutingID) {
+	t.Helper()
+	bm, ok := m.(*BoltMailbox)
+	if !ok {
+		for _, id := range ids {
+			if err := m.Register(id, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return
+	}
+	err := bm.submit(&boltReq{op: reqTx, fn: func(tx *boltTx) error {
+		for _, id := range ids {
+			if err := tx.register(&boltReq{rid: id, id: uint64(bm.limits.regStamp(t0))}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expireFrames runs Expire with nobody online and returns the frames it
+// deleted.
+func expireFrames(m Mailbox, now time.Time) (int, error) {
+	n, err := m.Expire(now, nil)
+	return n.Frames, err
+}
+
+// frameStats is what Stats says about frames: without registrations and
+// the storage they use.
+func frameStats(t testing.TB, m Mailbox) MailboxStats {
+	t.Helper()
+	s := mustStats(t, m)
+	s.Registrations, s.Used = 0, 0
+	return s
 }
 
 func mustPut(t testing.TB, m Mailbox, to, from wire.RoutingID, body string, now time.Time) uint64 {
 	t.Helper()
-	id, err := m.Put(to, from, []byte(body), now)
+	id, err := put(m, to, []byte(body), now)
 	if err != nil {
 		t.Fatalf("Put(%s, %q): %v", to, body, err)
 	}
@@ -103,7 +162,7 @@ func mustPut(t testing.TB, m Mailbox, to, from wire.RoutingID, body string, now 
 
 func mustPending(t testing.TB, m Mailbox, to wire.RoutingID, after uint64, max int, now time.Time) []StoredFrame {
 	t.Helper()
-	fs, err := m.Pending(to, after, max, now)
+	fs, err := m.Pending(to, after, max, false, now)
 	if err != nil {
 		t.Fatalf("Pending(%s, %d, %d): %v", to, after, max, err)
 	}
@@ -148,13 +207,13 @@ func testMailboxOrder(t *testing.T, impl mailboxImpl, path string) {
 	fs := mustPending(t, m, alice, 0, 10, t0)
 	wantBodies(t, fs, "one", "two", "three")
 	want := []StoredFrame{
-		{ID: id1, Sender: bob, StoredAt: t0},
-		{ID: id2, Sender: carol, StoredAt: t0.Add(time.Millisecond)},
-		{ID: id3, Sender: bob, StoredAt: t0.Add(2 * time.Millisecond)}, // kept to the millisecond
+		{ID: id1, StoredAt: t0},
+		{ID: id2, StoredAt: t0.Add(time.Millisecond)},
+		{ID: id3, StoredAt: t0.Add(2 * time.Millisecond)}, // kept to the millisecond
 	}
 	for i, f := range fs {
-		if f.ID != want[i].ID || f.Sender != want[i].Sender || !f.StoredAt.Equal(want[i].StoredAt) {
-			t.Errorf("frame %d = {%d %s %s}, want {%d %s %s}", i, f.ID, f.Sender, f.StoredAt, want[i].ID, want[i].Sender, want[i].StoredAt)
+		if f.ID != want[i].ID || f.Receipt || !f.StoredAt.Equal(want[i].StoredAt) {
+			t.Errorf("frame %d = {%d %v %s}, want {%d false %s}", i, f.ID, f.Receipt, f.StoredAt, want[i].ID, want[i].StoredAt)
 		}
 	}
 	wantBodies(t, mustPending(t, m, alice, id1, 10, t0), "two", "three")
@@ -197,7 +256,7 @@ func testMailboxIDsGrow(t *testing.T, impl mailboxImpl, path string) {
 		}
 		last = id
 	}
-	if s := mustStats(t, m); s != (MailboxStats{}) {
+	if s := frameStats(t, m); s != (MailboxStats{}) {
 		t.Fatalf("empty mailbox has stats %+v", s)
 	}
 }
@@ -205,7 +264,7 @@ func testMailboxIDsGrow(t *testing.T, impl mailboxImpl, path string) {
 func testMailboxPutCopiesBody(t *testing.T, impl mailboxImpl, path string) {
 	m := openMailbox(t, impl, path, MailboxLimits{})
 	body := []byte("original")
-	if _, err := m.Put(alice, bob, body, t0); err != nil {
+	if _, err := put(m, alice, body, t0); err != nil {
 		t.Fatal(err)
 	}
 	copy(body, "XXXXXXXX")
@@ -220,7 +279,7 @@ func testMailboxEdges(t *testing.T, impl mailboxImpl, path string) {
 	wantBodies(t, mustPending(t, m, alice, 0, -1, t0))
 	wantBodies(t, mustPending(t, m, alice, math.MaxUint64, 10, t0))
 	wantBodies(t, mustPending(t, m, carol, 0, 10, t0))
-	if s := mustStats(t, m); s != (MailboxStats{Frames: 1, Bytes: 0, Recipients: 1}) {
+	if s := frameStats(t, m); s != (MailboxStats{Frames: 1, Bytes: 0, Recipients: 1}) {
 		t.Fatalf("stats %+v", s)
 	}
 	if err := m.Delete(alice, id); err != nil {
@@ -234,7 +293,7 @@ func testMailboxQuotaFrames(t *testing.T, impl mailboxImpl, path string) {
 	for i := range 3 {
 		ids = append(ids, mustPut(t, m, alice, bob, fmt.Sprint(i), t0))
 	}
-	if _, err := m.Put(alice, bob, []byte("3"), t0); !errors.Is(err, ErrMailboxFull) {
+	if _, err := put(m, alice, []byte("3"), t0); !errors.Is(err, ErrMailboxFull) {
 		t.Fatalf("fourth Put: %v, want ErrMailboxFull", err)
 	}
 	mustPut(t, m, bob, alice, "another recipient has room", t0)
@@ -242,7 +301,7 @@ func testMailboxQuotaFrames(t *testing.T, impl mailboxImpl, path string) {
 		t.Fatal(err)
 	}
 	mustPut(t, m, alice, bob, "room again", t0)
-	if _, err := m.Put(alice, bob, []byte("full again"), t0); !errors.Is(err, ErrMailboxFull) {
+	if _, err := put(m, alice, []byte("full again"), t0); !errors.Is(err, ErrMailboxFull) {
 		t.Fatalf("Put: %v, want ErrMailboxFull", err)
 	}
 	wantBodies(t, mustPending(t, m, alice, 0, 10, t0), "0", "2", "room again")
@@ -251,20 +310,20 @@ func testMailboxQuotaFrames(t *testing.T, impl mailboxImpl, path string) {
 func testMailboxQuotaBytes(t *testing.T, impl mailboxImpl, path string) {
 	m := openMailbox(t, impl, path, MailboxLimits{MaxBytes: 100})
 	b := func(n int) string { return strings.Repeat("x", n) }
-	if _, err := m.Put(alice, bob, []byte(b(101)), t0); !errors.Is(err, ErrMailboxFull) {
+	if _, err := put(m, alice, []byte(b(101)), t0); !errors.Is(err, ErrMailboxFull) {
 		t.Fatalf("Put of 101 bytes: %v, want ErrMailboxFull", err)
 	}
 	id60 := mustPut(t, m, alice, bob, b(60), t0)
-	if _, err := m.Put(alice, bob, []byte(b(41)), t0); !errors.Is(err, ErrMailboxFull) {
+	if _, err := put(m, alice, []byte(b(41)), t0); !errors.Is(err, ErrMailboxFull) {
 		t.Fatalf("Put of 60+41 bytes: %v, want ErrMailboxFull", err)
 	}
 	mustPut(t, m, alice, bob, b(40), t0) // exactly 100
-	if _, err := m.Put(alice, bob, []byte("x"), t0); !errors.Is(err, ErrMailboxFull) {
+	if _, err := put(m, alice, []byte("x"), t0); !errors.Is(err, ErrMailboxFull) {
 		t.Fatalf("Put of 101st byte: %v, want ErrMailboxFull", err)
 	}
 	mustPut(t, m, alice, bob, "", t0) // an empty body costs no bytes
 	mustPut(t, m, carol, bob, b(100), t0)
-	if s := mustStats(t, m); s != (MailboxStats{Frames: 4, Bytes: 200, Recipients: 2}) {
+	if s := frameStats(t, m); s != (MailboxStats{Frames: 4, Bytes: 200, Recipients: 2}) {
 		t.Fatalf("stats %+v", s)
 	}
 	if err := m.Delete(alice, id60); err != nil {
@@ -286,33 +345,33 @@ func testMailboxTTL(t *testing.T, impl mailboxImpl, path string) {
 	wantBodies(t, mustPending(t, m, alice, 0, 1, t0.Add(90*time.Minute+time.Millisecond)), "at 1h")
 	// Pending does not delete: an earlier clock still sees the frame.
 	wantBodies(t, mustPending(t, m, alice, 0, 10, t0), "at 30m", "at 0", "at 1h")
-	if _, err := m.Put(alice, bob, []byte("full"), t0); !errors.Is(err, ErrMailboxFull) {
+	if _, err := put(m, alice, []byte("full"), t0); !errors.Is(err, ErrMailboxFull) {
 		t.Fatalf("Put: %v, want ErrMailboxFull (expired frames count until Expire)", err)
 	}
 
-	n, err := m.Expire(t0.Add(time.Hour))
+	n, err := expireFrames(m, t0.Add(time.Hour))
 	if err != nil || n != 0 {
 		t.Fatalf("Expire at TTL = %d, %v; want 0", n, err)
 	}
-	n, err = m.Expire(t0.Add(time.Hour + time.Millisecond))
+	n, err = expireFrames(m, t0.Add(time.Hour+time.Millisecond))
 	if err != nil || n != 2 {
 		t.Fatalf("Expire = %d, %v; want 2 (alice's and bob's frames at 0)", n, err)
 	}
-	if s := mustStats(t, m); s != (MailboxStats{Frames: 2, Bytes: int64(len("at 30m") + len("at 1h")), Recipients: 1}) {
+	if s := frameStats(t, m); s != (MailboxStats{Frames: 2, Bytes: int64(len("at 30m") + len("at 1h")), Recipients: 1}) {
 		t.Fatalf("stats after Expire %+v", s)
 	}
 	wantBodies(t, mustPending(t, m, alice, 0, 10, t0), "at 30m", "at 1h")
 	wantBodies(t, mustPending(t, m, bob, 0, 10, t0))
-	if n, err := m.Expire(t0.Add(time.Hour + time.Millisecond)); err != nil || n != 0 {
+	if n, err := expireFrames(m, t0.Add(time.Hour+time.Millisecond)); err != nil || n != 0 {
 		t.Fatalf("second Expire = %d, %v; want 0", n, err)
 	}
 	mustPut(t, m, alice, bob, "room again", t0.Add(time.Hour))
 
-	n, err = m.Expire(t0.Add(3 * time.Hour))
+	n, err = expireFrames(m, t0.Add(3*time.Hour))
 	if err != nil || n != 3 {
 		t.Fatalf("Expire of everything = %d, %v; want 3", n, err)
 	}
-	if s := mustStats(t, m); s != (MailboxStats{}) {
+	if s := frameStats(t, m); s != (MailboxStats{}) {
 		t.Fatalf("stats after expiring everything %+v", s)
 	}
 	if id := mustPut(t, m, alice, bob, "new", t0.Add(3*time.Hour)); id <= 5 {
@@ -322,13 +381,13 @@ func testMailboxTTL(t *testing.T, impl mailboxImpl, path string) {
 
 func testMailboxStats(t *testing.T, impl mailboxImpl, path string) {
 	m := openMailbox(t, impl, path, MailboxLimits{})
-	if s := mustStats(t, m); s != (MailboxStats{}) {
+	if s := frameStats(t, m); s != (MailboxStats{}) {
 		t.Fatalf("new mailbox has stats %+v", s)
 	}
 	a1 := mustPut(t, m, alice, bob, "12345", t0)
 	a2 := mustPut(t, m, alice, bob, "123", t0)
 	b1 := mustPut(t, m, bob, alice, "1234567", t0)
-	if s := mustStats(t, m); s != (MailboxStats{Frames: 3, Bytes: 15, Recipients: 2}) {
+	if s := frameStats(t, m); s != (MailboxStats{Frames: 3, Bytes: 15, Recipients: 2}) {
 		t.Fatalf("stats %+v", s)
 	}
 	for _, d := range []struct {
@@ -344,7 +403,7 @@ func testMailboxStats(t *testing.T, impl mailboxImpl, path string) {
 		if err := m.Delete(d.to, d.id); err != nil {
 			t.Fatal(err)
 		}
-		if s := mustStats(t, m); s != d.want {
+		if s := frameStats(t, m); s != d.want {
 			t.Fatalf("after Delete(%s, %d): stats %+v, want %+v", d.to, d.id, s, d.want)
 		}
 	}
@@ -360,7 +419,7 @@ func testMailboxConcurrentPuts(t *testing.T, impl mailboxImpl, path string) {
 		wg.Go(func() {
 			for i := range each {
 				to := recipients[(w+i)%len(recipients)]
-				id, err := m.Put(to, wire.RoutingID{byte(w)}, fmt.Appendf(nil, "%d/%d", w, i), t0)
+				id, err := put(m, to, fmt.Appendf(nil, "%d/%d", w, i), t0)
 				if err != nil {
 					t.Errorf("Put: %v", err)
 					return
@@ -405,6 +464,7 @@ func testMailboxConcurrentPuts(t *testing.T, impl mailboxImpl, path string) {
 
 func testMailboxClosed(t *testing.T, impl mailboxImpl, path string) {
 	m := impl.open(t, path, MailboxLimits{})
+	registerAll(t, m)
 	mustPut(t, m, alice, bob, "x", t0)
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
@@ -412,16 +472,16 @@ func testMailboxClosed(t *testing.T, impl mailboxImpl, path string) {
 	if err := m.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := m.Put(alice, bob, []byte("y"), t0); !errors.Is(err, ErrMailboxClosed) {
+	if _, err := put(m, alice, []byte("y"), t0); !errors.Is(err, ErrMailboxClosed) {
 		t.Errorf("Put after Close: %v", err)
 	}
-	if _, err := m.Pending(alice, 0, 1, t0); !errors.Is(err, ErrMailboxClosed) {
+	if _, err := m.Pending(alice, 0, 1, false, t0); !errors.Is(err, ErrMailboxClosed) {
 		t.Errorf("Pending after Close: %v", err)
 	}
 	if err := m.Delete(alice, 1); !errors.Is(err, ErrMailboxClosed) {
 		t.Errorf("Delete after Close: %v", err)
 	}
-	if _, err := m.Expire(t0); !errors.Is(err, ErrMailboxClosed) {
+	if _, err := expireFrames(m, t0); !errors.Is(err, ErrMailboxClosed) {
 		t.Errorf("Expire after Close: %v", err)
 	}
 	if _, err := m.Stats(); !errors.Is(err, ErrMailboxClosed) {
@@ -435,6 +495,7 @@ func testMailboxReopen(t *testing.T, impl mailboxImpl, path string) {
 	}
 	lim := MailboxLimits{TTL: time.Hour, MaxFrames: 4}
 	m := impl.open(t, path, lim)
+	registerAll(t, m)
 	mustPut(t, m, alice, bob, "old", t0)
 	a2 := mustPut(t, m, alice, carol, "new", t0.Add(time.Hour))
 	b1 := mustPut(t, m, bob, alice, "bob", t0)
@@ -452,7 +513,7 @@ func testMailboxReopen(t *testing.T, impl mailboxImpl, path string) {
 	}
 	fs := mustPending(t, m, alice, 0, 10, t0)
 	wantBodies(t, fs, "old", "new")
-	if fs[1].ID != a2 || fs[1].Sender != carol || !fs[1].StoredAt.Equal(t0.Add(time.Hour)) {
+	if fs[1].ID != a2 || fs[1].Receipt || !fs[1].StoredAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("frame after reopen %+v", fs[1])
 	}
 	wantBodies(t, mustPending(t, m, alice, 0, 10, t0.Add(time.Hour+time.Millisecond)), "new")
@@ -462,10 +523,10 @@ func testMailboxReopen(t *testing.T, impl mailboxImpl, path string) {
 	// The quota counts what was stored before the reopen.
 	mustPut(t, m, alice, bob, "3", t0)
 	mustPut(t, m, alice, bob, "4", t0)
-	if _, err := m.Put(alice, bob, []byte("5"), t0); !errors.Is(err, ErrMailboxFull) {
+	if _, err := put(m, alice, []byte("5"), t0); !errors.Is(err, ErrMailboxFull) {
 		t.Fatalf("Put: %v, want ErrMailboxFull", err)
 	}
-	if n, err := m.Expire(t0.Add(time.Hour + time.Millisecond)); err != nil || n != 4 {
+	if n, err := expireFrames(m, t0.Add(time.Hour+time.Millisecond)); err != nil || n != 4 {
 		t.Fatalf("Expire after reopen = %d, %v; want 4", n, err)
 	}
 }
@@ -509,6 +570,7 @@ func TestBoltMailboxLocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	registerAll(t, m)
 	mustPut(t, m, alice, bob, "x", t0)
 	start := time.Now()
 	m2, err := OpenBoltMailbox(path, MailboxLimits{})
@@ -563,9 +625,9 @@ func TestBoltMailboxNotAMailbox(t *testing.T) {
 		{"future format", func(t *testing.T, path string) {
 			newBoltFile(t, path)
 			rawBolt(t, path, func(tx *bolt.Tx) error {
-				return tx.Bucket(bucketMeta).Put(keyFormat, []byte{0, 0, 0, 2})
+				return tx.Bucket(bucketMeta).Put(keyFormat, []byte{0, 0, 0, 3})
 			})
-		}, "format 2"},
+		}, "format 3"},
 		{"truncated", func(t *testing.T, path string) {
 			fillBoltFile(t, path, 200)
 			fi, err := os.Stat(path)
@@ -648,10 +710,10 @@ func TestBoltMailboxDamage(t *testing.T) {
 		// Damage the checks did not see (inside values): every method
 		// works or fails with an error.
 		for _, to := range []wire.RoutingID{alice, bob, carol} {
-			m.Pending(to, 0, 1000, t0)
-			m.Put(to, bob, []byte("after damage"), t0)
+			m.Pending(to, 0, 1000, false, t0)
+			put(m, to, []byte("after damage"), t0)
 		}
-		m.Expire(t0.Add(365 * 24 * time.Hour))
+		expireFrames(m, t0.Add(365*24*time.Hour))
 		m.Stats()
 		m.Close()
 	}
@@ -669,6 +731,7 @@ func TestBoltMailboxMalformedValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	registerAll(t, m)
 	mustPut(t, m, alice, bob, "one", t0)
 	id2 := mustPut(t, m, alice, bob, "two", t0)
 	mustPut(t, m, alice, bob, "three", t0)
@@ -687,13 +750,13 @@ func TestBoltMailboxMalformedValue(t *testing.T) {
 	}
 	// Open rebuilt the counts from the frames: the bad value is counted
 	// until Expire deletes it, even though it has not expired.
-	if s := mustStats(t, m); s != (MailboxStats{Frames: 3, Bytes: 8, Recipients: 1}) {
+	if s := frameStats(t, m); s != (MailboxStats{Frames: 3, Bytes: 8, Recipients: 1}) {
 		t.Fatalf("stats %+v", s)
 	}
-	if n, err := m.Expire(t0); err != nil || n != 1 {
+	if n, err := expireFrames(m, t0); err != nil || n != 1 {
 		t.Fatalf("Expire = %d, %v; want 1", n, err)
 	}
-	if s := mustStats(t, m); s != (MailboxStats{Frames: 2, Bytes: 8, Recipients: 1}) {
+	if s := frameStats(t, m); s != (MailboxStats{Frames: 2, Bytes: 8, Recipients: 1}) {
 		t.Fatalf("stats after Expire %+v", s)
 	}
 	wantBodies(t, mustPending(t, m, alice, 0, 10, t0), "one", "three")
@@ -710,6 +773,7 @@ func TestBoltMailboxStatsRebuilt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	registerAll(t, m)
 	mustPut(t, m, alice, bob, "12345", t0)
 	mustPut(t, m, bob, bob, "1", t0)
 	m.Close()
@@ -717,17 +781,17 @@ func TestBoltMailboxStatsRebuilt(t *testing.T) {
 		if err := tx.Bucket(bucketMeta).Put(keyTotals, []byte("bad")); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketStats).Put(alice[:], boltStat{frames: 2, bytes: 999}.encode()); err != nil {
+		if err := tx.Bucket(bucketStats).Put(alice[:], boltStat{msgs: 2, msgBytes: 999}.encode()); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketStats).Put(carol[:], boltStat{frames: 1}.encode())
+		return tx.Bucket(bucketStats).Put(carol[:], boltStat{msgs: 1}.encode())
 	})
 	m, err = OpenBoltMailbox(path, MailboxLimits{MaxFrames: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if s := mustStats(t, m); s != (MailboxStats{Frames: 2, Bytes: 6, Recipients: 2}) {
+	if s := frameStats(t, m); s != (MailboxStats{Frames: 2, Bytes: 6, Recipients: 2}) {
 		t.Fatalf("stats %+v", s)
 	}
 	mustPut(t, m, alice, bob, "quota has room", t0)
@@ -771,6 +835,7 @@ func fillBoltFile(t testing.TB, path string, n int) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	registerAll(t, m)
 	for i := range n {
 		to := []wire.RoutingID{alice, bob, carol}[i%3]
 		size := 50 + i*37%400
@@ -791,6 +856,11 @@ var benchLimits = MailboxLimits{MaxFrames: math.MaxInt32, MaxBytes: math.MaxInt6
 // benchPuts has 64 goroutines (many connections storing at once) Put
 // frames, each goroutine to its own share of spread recipients, in turn.
 func benchPuts(b *testing.B, m Mailbox, spread int) {
+	ids := make([]wire.RoutingID, spread)
+	for r := range ids {
+		ids[r] = wire.RoutingID{1, byte(r), byte(r >> 8), byte(r >> 16)}
+	}
+	registerBulk(b, m, ids)
 	var next atomic.Uint32
 	b.SetBytes(int64(len(benchBody)))
 	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
@@ -801,7 +871,7 @@ func benchPuts(b *testing.B, m Mailbox, spread int) {
 		for i := 0; pb.Next(); i++ {
 			r := (int(g)*per + i%per) % spread
 			to := wire.RoutingID{1, byte(r), byte(r >> 8), byte(r >> 16)}
-			if _, err := m.Put(to, wire.RoutingID{2, byte(g)}, benchBody, t0); err != nil {
+			if _, err := put(m, to, benchBody, t0); err != nil {
 				b.Error(err)
 				return
 			}
@@ -836,9 +906,14 @@ func BenchmarkBoltPutSerial(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.Close()
+	var ids []wire.RoutingID
+	for i := range 256 {
+		ids = append(ids, wire.RoutingID{1, byte(i)})
+	}
+	registerBulk(b, m, ids)
 	b.SetBytes(int64(len(benchBody)))
 	for i := 0; b.Loop(); i++ {
-		if _, err := m.Put(wire.RoutingID{1, byte(i)}, bob, benchBody, t0); err != nil {
+		if _, err := put(m, wire.RoutingID{1, byte(i)}, benchBody, t0); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -24,8 +24,12 @@ type metrics struct {
 	storedN   prometheus.Counter
 	deliverBy *prometheus.CounterVec
 	expiredN  prometheus.Counter
+	expiredR  prometheus.Counter
 	refusedBy *prometheus.CounterVec
 	droppedBy *prometheus.CounterVec
+	compacts  prometheus.Counter
+	compactS  prometheus.Histogram
+	pausedS   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -57,6 +61,18 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		expiredN: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wschat_relay_frames_expired_total", Help: "Stored frames deleted at their time to live.",
 		}),
+		expiredR: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wschat_relay_registrations_expired_total", Help: "Registrations deleted at their time to live, with their frames.",
+		}),
+		compacts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wschat_relay_mailbox_compactions_total", Help: "Rewrites of the mailbox file (freed pages dropped).",
+		}),
+		compactS: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wschat_relay_mailbox_compaction_seconds", Help: "Time one compaction took.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+		pausedS: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wschat_relay_mailbox_compaction_pause_seconds", Help: "Time writes waited during one compaction.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
 		refusedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wschat_relay_refused_total", Help: "Frames, commands and connections refused, by reason.",
 		}, []string{"reason"}),
@@ -64,22 +80,43 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Name: "wschat_relay_dropped_total", Help: "Frames the relay had taken but could not keep, by reason.",
 		}, []string{"reason"}),
 	}
-	mailbox := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "wschat_relay_mailbox_frames", Help: "Frames held in the mailbox.",
-	}, func() float64 {
-		st, err := s.mailbox.Stats()
-		if err != nil {
-			return -1
+	stat := func(f func(MailboxStats) float64) func() float64 {
+		return func() float64 {
+			st, err := s.mailbox.Stats()
+			if err != nil {
+				return -1
+			}
+			return f(st)
 		}
-		return float64(st.Frames)
-	})
+	}
+	gauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wschat_relay_mailbox_frames", Help: "Frames held in the mailbox.",
+		}, stat(func(st MailboxStats) float64 { return float64(st.Frames) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wschat_relay_mailbox_receipts", Help: "Receipt frames held in the mailbox (of wschat_relay_mailbox_frames).",
+		}, stat(func(st MailboxStats) float64 { return float64(st.Receipts) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wschat_relay_mailbox_bytes", Help: "Bytes of frame bodies held in the mailbox.",
+		}, stat(func(st MailboxStats) float64 { return float64(st.Bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wschat_relay_mailbox_used_bytes", Help: "What counts against the storage cap (frames and registrations with their overhead).",
+		}, stat(func(st MailboxStats) float64 { return float64(st.Used) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wschat_relay_registrations", Help: "Identities registered (a receiving connection within the registration TTL).",
+		}, stat(func(st MailboxStats) float64 { return float64(st.Registrations) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wschat_relay_sender_budgets", Help: "Senders whose storage budget is not full (held in memory).",
+		}, func() float64 { return float64(s.budgets.len()) }),
+	}
 	m.routedDelivered = m.routedBy.WithLabelValues(wire.StatusDelivered.String())
 	m.routedStored = m.routedBy.WithLabelValues(wire.StatusStored.String())
 	m.outLive, m.outStored = m.framesOut.WithLabelValues("live"), m.framesOut.WithLabelValues("stored")
 	m.ackedLive, m.ackedStored = m.deliverBy.WithLabelValues("live"), m.deliverBy.WithLabelValues("stored")
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.conns, m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.routedBy,
-		m.storedN, m.deliverBy, m.expiredN, m.refusedBy, m.droppedBy, mailbox)
+		m.storedN, m.deliverBy, m.expiredN, m.expiredR, m.refusedBy, m.droppedBy, m.compacts, m.compactS, m.pausedS)
+	reg.MustRegister(gauges...)
 	return m
 }
 
@@ -126,6 +163,16 @@ func (m *metrics) delivered(stored bool) {
 	}
 }
 
-func (m *metrics) expired(n int)         { m.expiredN.Add(float64(n)) }
+func (m *metrics) expired(n Expired) {
+	m.expiredN.Add(float64(n.Frames))
+	m.expiredR.Add(float64(n.Registrations))
+}
+
+func (m *metrics) compacted(r CompactResult) {
+	m.compacts.Inc()
+	m.compactS.Observe(r.Took.Seconds())
+	m.pausedS.Observe(r.Paused.Seconds())
+}
+
 func (m *metrics) refused(r wire.Reason) { m.refusedBy.WithLabelValues(r.String()).Inc() }
 func (m *metrics) dropped(r wire.Reason) { m.droppedBy.WithLabelValues(r.String()).Inc() }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,15 @@ type Limits struct {
 	AckTimeout       time.Duration // a live frame not acknowledged by then is stored
 	BacklogBatch     int           // stored frames read from the mailbox at a time
 	AllowedOrigins   []string      // if set, the only browser origins allowed besides the relay's own host
+	SenderBudget     int64         // bytes per hour one identity may have stored for offline recipients (and the burst)
+	CompactEvery     time.Duration // how often a disk mailbox that changed is rewritten (freed pages keep old data until then)
+
+	// TrustedProxies are the addresses of reverse proxies (Caddy, nginx)
+	// in front of the relay. A connection from one is not counted against
+	// the per-address cap when it is accepted but at the WebSocket
+	// upgrade, under the client address the proxy names last in
+	// X-Forwarded-For.
+	TrustedProxies []netip.Prefix
 }
 
 // DefaultLimits are the named defaults.
@@ -58,6 +68,8 @@ var DefaultLimits = Limits{
 	MaxConns:         200_000,
 	AckTimeout:       15 * time.Second,
 	BacklogBatch:     64,
+	SenderBudget:     256 << 20,
+	CompactEvery:     6 * time.Hour,
 }
 
 // Config configures a Server.
@@ -67,8 +79,9 @@ type Config struct {
 	Limits   Limits              // zero fields take DefaultLimits
 	Logger   *slog.Logger        // nil: discard
 	Now      func() time.Time    // nil: time.Now
-	// Registerer receives the relay's metrics; nil: a private registry,
-	// served at /metrics either way.
+	// Registry receives the relay's metrics; nil: a private registry.
+	// MetricsHandler serves it (wschat relay --metrics, on a listener of
+	// its own).
 	Registry *prometheus.Registry
 	// Web, if not nil, serves what is not the relay's own: the web app
 	// (package web) at / for requests that are not a WebSocket upgrade,
@@ -89,12 +102,15 @@ type Server struct {
 	hub     Hub
 	upgrade websocket.Upgrader
 	ips     ipLimiter
+	budgets *budgets
+	logs    *logLimiter
 
-	conns    atomic.Int64 // open connections
-	closing  atomic.Bool
-	wg       sync.WaitGroup // connection goroutines and the janitor
-	stop     chan struct{}  // closed by Shutdown
-	stopOnce sync.Once
+	conns      atomic.Int64 // open connections
+	closing    atomic.Bool
+	compacting atomic.Bool    // a mailbox compaction runs
+	wg         sync.WaitGroup // connection goroutines and the janitor
+	stop       chan struct{}  // closed by Shutdown
+	stopOnce   sync.Once
 
 	mu      sync.Mutex
 	all     map[*conn]struct{} // guarded by mu: every connection past the upgrade
@@ -120,6 +136,8 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&l.MaxConns, d.MaxConns)
 	setDefault(&l.AckTimeout, d.AckTimeout)
 	setDefault(&l.BacklogBatch, d.BacklogBatch)
+	setDefault(&l.SenderBudget, d.SenderBudget)
+	setDefault(&l.CompactEvery, d.CompactEvery)
 	if l.MaxFrameSize > wire.MaxFrameSize {
 		l.MaxFrameSize = wire.MaxFrameSize
 	}
@@ -149,6 +167,8 @@ func New(cfg Config) (*Server, error) {
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
 	}
+	s.logs = newLogLimiter(s.log, s.now)
+	s.budgets = newBudgets(l.SenderBudget)
 	s.metrics = newMetrics(s.reg, s)
 	s.hub = newLocalHub()
 	s.ips = ipLimiter{max: l.MaxConnsPerIP, n: make(map[string]int)}
@@ -161,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 		EnableCompression: false,
 		Subprotocols:      []string{wire.Subprotocol},
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			http.Error(w, reason.Error(), status)
+			refuseHTTP(w, status, wire.ReasonHandshakeFailed, reason.Error())
 		},
 	}
 	s.wg.Add(1)
@@ -182,18 +202,14 @@ func (s *Server) Address(baseURL string) wire.RelayAddress {
 	return wire.RelayAddress{URL: baseURL, Key: s.id.Public()}
 }
 
-// Handler serves the WebSocket endpoint at /, and /healthz and /metrics.
-// With Config.Web, other GETs (a browser opening the relay's address, the
-// web app's assets) go to it.
+// Handler serves the WebSocket endpoint at /, and /healthz. A GET of /
+// without an upgrade (a browser opening the relay's address) and other
+// GETs go to Config.Web (the web app and its assets), or get a short
+// page without it. Connections past the per-address cap (see Serve) are
+// answered 429 whatever they ask.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		if s.web != nil && !websocket.IsWebSocketUpgrade(r) {
-			s.web.ServeHTTP(w, r)
-			return
-		}
-		s.serveWS(w, r)
-	})
+	mux.HandleFunc("GET /{$}", s.serveWS)
 	if s.web != nil {
 		mux.Handle("GET /", s.web)
 	}
@@ -204,18 +220,39 @@ func (s *Server) Handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := acceptedConn(r); c != nil && c.over {
+			s.metrics.refused(wire.ReasonTooManyConns)
+			refuseHTTP(w, http.StatusTooManyRequests, wire.ReasonTooManyConns, "too many connections from your address")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// MetricsHandler serves the relay's Prometheus metrics. Serve it on a
+// listener of its own, not one the public reaches (wschat relay
+// --metrics ADDR).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
 }
 
 // Serve accepts connections on l until Shutdown. It returns nil after a
-// Shutdown.
+// Shutdown. Every connection counts against the per-address cap from the
+// moment it is accepted (CountingListener); give Serve a listener from
+// CountingListener to put TLS over the counting, else it counts l's
+// connections itself.
 func (s *Server) Serve(l net.Listener) error {
+	if _, ok := l.(*countingListener); !ok {
+		l = s.CountingListener(l)
+	}
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext:       withAcceptedConn,
 	}
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -289,29 +326,4 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	}
 	// Same host: what gorilla does by default.
 	return origin == "http://"+r.Host || origin == "https://"+r.Host
-}
-
-// ipLimiter caps concurrent connections per remote address.
-type ipLimiter struct {
-	max int
-	mu  sync.Mutex
-	n   map[string]int // guarded by mu
-}
-
-func (l *ipLimiter) acquire(ip string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n[ip] >= l.max {
-		return false
-	}
-	l.n[ip]++
-	return true
-}
-
-func (l *ipLimiter) release(ip string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n[ip]--; l.n[ip] <= 0 {
-		delete(l.n, ip)
-	}
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,6 +87,17 @@ func dial(t testing.TB, r *testRelay, id *wire.Identity, receive bool) *relaycon
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// register registers ids in r's mailbox, as their first receiving
+// connection would (TestRegistration tests that path).
+func register(t testing.TB, r *testRelay, ids ...*wire.Identity) {
+	t.Helper()
+	for _, id := range ids {
+		if err := r.mb.Register(id.Public().ID(), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // body makes a distinct opaque body (the relay never opens it).
@@ -180,6 +194,7 @@ func TestStoreAndForward(t *testing.T) {
 	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
 	defer r.stop()
 	alice, bob := newIdentity(t), newIdentity(t)
+	register(t, r, bob)
 	ac := dial(t, r, alice, false)
 	for i := 0; i < 5; i++ {
 		if _, err := ac.SendData(bob.Public().ID(), 0, body(i)); err != nil {
@@ -199,8 +214,8 @@ func TestStoreAndForward(t *testing.T) {
 	bc := dial(t, r, bob, true)
 	for i := 0; i < 5; i++ {
 		in := readData(t, bc)
-		if in.Body[1] != byte(i) || in.Header.ID != alice.Public().ID() {
-			t.Fatalf("frame %d: %+v", i, in)
+		if in.Body[1] != byte(i) || !in.Header.ID.IsUnnamed() {
+			t.Fatalf("frame %d: %+v (a stored frame names no sender)", i, in)
 		}
 		if i < 3 {
 			ack(t, bc, in)
@@ -209,6 +224,7 @@ func TestStoreAndForward(t *testing.T) {
 	if n := backlogDone(t, bc); n != 5 {
 		t.Fatalf("BacklogDone %d, want 5", n)
 	}
+	ping(t, bc) // the relay has read the acks
 	bc.Close()
 	// The two unacknowledged ones come again; the acknowledged ones do not.
 	bc2 := dial(t, r, bob, true)
@@ -237,6 +253,7 @@ func TestSendBatch(t *testing.T) {
 	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
 	defer r.stop()
 	alice, bob, carol := newIdentity(t), newIdentity(t), newIdentity(t)
+	register(t, r, carol)
 	bc := dial(t, r, bob, true)
 	backlogDone(t, bc)
 	ac := dial(t, r, alice, false)
@@ -332,6 +349,7 @@ func TestSeveralConnectionsPerIdentity(t *testing.T) {
 	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
 	defer r.stop()
 	alice, bob := newIdentity(t), newIdentity(t)
+	register(t, r, alice)
 	b1, b2 := dial(t, r, bob, true), dial(t, r, bob, true)
 	backlogDone(t, b1)
 	backlogDone(t, b2)
@@ -384,6 +402,7 @@ func TestQuota(t *testing.T) {
 	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 3}), relayd.Limits{}, "")
 	defer r.stop()
 	alice, bob := newIdentity(t), newIdentity(t)
+	register(t, r, bob)
 	ac := dial(t, r, alice, false)
 	for i := 0; i < 4; i++ {
 		ac.SendData(bob.Public().ID(), 0, body(i))
@@ -412,6 +431,7 @@ func TestEarlyDial(t *testing.T) {
 	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
 	defer r.stop()
 	alice, bob := newIdentity(t), newIdentity(t)
+	register(t, r, bob)
 	ac, err := relayconn.Dial(context.Background(), r.addr, alice, relayconn.Options{Early: true})
 	if err != nil {
 		t.Fatal(err)
@@ -431,7 +451,7 @@ func TestEarlyDial(t *testing.T) {
 		t.Fatalf("welcome after the first read: %+v", w)
 	}
 	bc := dial(t, r, bob, true)
-	if in := readData(t, bc); in.Body[1] != 5 || in.Header.ID != alice.Public().ID() {
+	if in := readData(t, bc); in.Body[1] != 5 || !in.Header.ID.IsUnnamed() {
 		t.Fatalf("bob got %+v", in.Header)
 	}
 
@@ -510,16 +530,37 @@ func TestRestartKeepsFrames(t *testing.T) {
 	}
 }
 
-func TestHealthzAndMetrics(t *testing.T) {
+// /healthz answers on the public listener, /metrics only through
+// MetricsHandler (a listener of its own), and a browser that opens the
+// relay's address without upgrading gets a short page, not an error.
+func TestHealthzMetricsAndPage(t *testing.T) {
 	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
 	defer r.stop()
 	base := "http://" + r.ln.Addr().String()
-	for _, p := range []string{"/healthz", "/metrics"} {
-		resp, err := http.Get(base + p)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%s: %v %v", p, err, resp)
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, b := get(base + "/healthz"); code != 200 || b != "ok\n" {
+		t.Fatalf("/healthz: %d %q", code, b)
+	}
+	if code, _ := get(base + "/metrics"); code != http.StatusNotFound {
+		t.Fatalf("/metrics on the public listener: %d", code)
+	}
+	code, page := get(base + "/")
+	if code != 200 || !strings.Contains(page, "wschat relay") || !strings.Contains(page, r.addr.Key.String()) {
+		t.Fatalf("GET /: %d %q", code, page)
+	}
+	ms := httptest.NewServer(r.srv.MetricsHandler())
+	defer ms.Close()
+	if code, b := get(ms.URL); code != 200 || !strings.Contains(b, "wschat_relay_registrations") {
+		t.Fatalf("metrics: %d %.200q", code, b)
 	}
 }
 

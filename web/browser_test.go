@@ -237,8 +237,9 @@ func mustCLI(t testing.TB, home string, args ...string) string {
 
 // listenProc is `wschat listen --json` running in the background.
 type listenProc struct {
-	cmd   *exec.Cmd
-	lines chan map[string]any
+	cmd     *exec.Cmd
+	lines   chan map[string]any
+	pending []map[string]any // read, not yet asked for
 }
 
 func startListen(t testing.TB, home string, args ...string) *listenProc {
@@ -273,9 +274,16 @@ func startListen(t testing.TB, home string, args ...string) *listenProc {
 	return l
 }
 
-// next returns the next event of type typ, failing after d.
+// next returns the next event of type typ, failing after d. Events of
+// other types stay for later calls.
 func (l *listenProc) next(t testing.TB, typ string, d time.Duration) map[string]any {
 	t.Helper()
+	for i, m := range l.pending {
+		if m["type"] == typ {
+			l.pending = append(l.pending[:i], l.pending[i+1:]...)
+			return m
+		}
+	}
 	deadline := time.After(d)
 	for {
 		select {
@@ -286,8 +294,9 @@ func (l *listenProc) next(t testing.TB, typ string, d time.Duration) map[string]
 			if m["type"] == typ {
 				return m
 			}
+			l.pending = append(l.pending, m)
 		case <-deadline:
-			t.Fatalf("no %q event in %v", typ, d)
+			t.Fatalf("no %q event in %v (others: %v)", typ, d, l.pending)
 		}
 	}
 }
@@ -421,6 +430,15 @@ func eval[T any](b *browser, expr string) T {
 	return v
 }
 
+// click waits for an element and clicks it from the page's side (the
+// app re-renders lists, so a node found by the driver may be gone by the
+// time it clicks).
+func (b *browser) click(sel string) {
+	b.t.Helper()
+	b.waitJS(`!!document.querySelector(`+jsString(sel)+`)`, 10*time.Second)
+	eval[chromedp.Void](b, `document.querySelector(`+jsString(sel)+`).click()`)
+}
+
 // waitJS waits until a JavaScript expression is truthy.
 func (b *browser) waitJS(expr string, d time.Duration) {
 	b.t.Helper()
@@ -491,6 +509,14 @@ type cutProxy struct {
 	mu     sync.Mutex
 	cut    bool
 	conns  map[net.Conn]struct{}
+	down   int64 // guarded by mu: bytes from the target to clients
+}
+
+// downBytes is how many bytes went from the target to the clients.
+func (p *cutProxy) downBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.down
 }
 
 func newCutProxy(t testing.TB, target string) *cutProxy {
@@ -532,6 +558,11 @@ func (p *cutProxy) serve() {
 			buf := make([]byte, 32<<10)
 			for {
 				n, err := src.Read(buf)
+				if n > 0 && src == up {
+					p.mu.Lock()
+					p.down += int64(n)
+					p.mu.Unlock()
+				}
 				if n > 0 {
 					if _, werr := dst.Write(buf[:n]); werr != nil {
 						break

@@ -30,7 +30,7 @@ func addByLink(t *testing.T, b *browser, link string) {
 	t.Helper()
 	b.do(chromedp.Navigate(link))
 	b.waitJS(`!!document.querySelector('#add') && !document.querySelector('#add').disabled`, 15*time.Second)
-	b.do(chromedp.Click(`#add`))
+	b.click(`#add`)
 	b.waitJS(`!!document.querySelector('#compose')`, 10*time.Second)
 }
 
@@ -130,8 +130,7 @@ func TestWebReloadRestartOffline(t *testing.T) {
 
 	// Reload: the history is still there, once.
 	b.do(chromedp.Reload())
-	b.waitJS(`!!document.querySelector('button.conv')`, 10*time.Second)
-	b.do(chromedp.Click(`button.conv`))
+	b.click(`button.conv`)
 	waitText(t, b, "before the reload")
 	waitText(t, b, "from the page, before")
 	waitOnline(b)
@@ -239,17 +238,17 @@ func TestWebSafetyNumberAndScreens(t *testing.T) {
 	b.do(chromedp.SendKeys(`#compose`, "Yes, go ahead 🚀"), chromedp.Click(`#send`))
 	b.waitJS(`document.querySelector('#messages .msg.out:last-child')?.dataset.state === 'delivered'`, 15*time.Second)
 	b.shot("desktop-conversation-2")
-	b.do(chromedp.Click(`#conv-info`))
+	b.click(`#conv-info`)
 	b.waitJS(`!!document.querySelector('#safety-number')`, 5*time.Second)
 	page := eval[string](b, `document.querySelector('#safety-number').getAttribute('aria-label')`)
 	cliNum := regexp.MustCompile(`safety number: ([0-9 ]{35})`).FindStringSubmatch(mustCLI(t, p.agent, "contacts", "add", "ana", p.inv))
 	if cliNum == nil || page != "Safety number "+cliNum[1] {
 		t.Fatalf("page %q, CLI %q (%s)", page, cliNum, out)
 	}
-	b.do(chromedp.Click(`#verify`))
+	b.click(`#verify`)
 	b.waitJS(`!!document.querySelector('dialog[open] button.primary')`, 5*time.Second)
 	b.shot("desktop-verify-dialog")
-	b.do(chromedp.Click(`dialog[open] button.primary`))
+	b.click(`dialog[open] button.primary`)
 	b.waitJS(`document.querySelector('#verified-state').textContent.includes('Verified')`, 5*time.Second)
 	b.shot("desktop-contact")
 
@@ -261,11 +260,11 @@ func TestWebSafetyNumberAndScreens(t *testing.T) {
 	b.do(chromedp.NavigateBack())
 	b.waitJS(`!!document.querySelector('button.conv') && getComputedStyle(document.querySelector('.pane-list')).display !== 'none'`, 5*time.Second)
 	b.shot("phone-list")
-	b.do(chromedp.Click(`#open-me`))
+	b.click(`#open-me`)
 	b.waitJS(`!!document.querySelector('#invite-text')`, 5*time.Second)
 	b.shot("phone-me")
 	b.do(chromedp.NavigateBack())
-	b.do(chromedp.Click(`#add-contact`))
+	b.click(`#add-contact`)
 	b.waitJS(`!!document.querySelector('#invite')`, 5*time.Second)
 	b.shot("phone-add-contact")
 	if errs := b.errors(); len(errs) > 0 {

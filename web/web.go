@@ -329,8 +329,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	hd.Set("Content-Security-Policy", h.csp)
-	hd.Set("Permissions-Policy", "camera=(self), microphone=(), geolocation=(), payment=()")
+	// The policies govern documents and workers; on the other files they
+	// would be bytes for nothing (there are some twenty of them).
+	if a.path == indexPath || a.path == serviceWorker {
+		hd.Set("Content-Security-Policy", h.csp)
+		hd.Set("Permissions-Policy", "camera=(self), microphone=(), geolocation=(), payment=()")
+	}
 	hd.Set("Content-Type", a.typ)
 	hd.Set("Cache-Control", a.cache)
 	hd.Set("ETag", a.etag)

@@ -119,14 +119,26 @@ const (
 	ReasonSlowConsumer     Reason = 13 // send queue overflowed
 	ReasonExpired          Reason = 14 // stored frame reached its time to live
 	ReasonBadRecipient     Reason = 15 // addressed to the relay id or to itself
-	reasonCount                   = 16
+	ReasonStorageFull      Reason = 16 // the relay's storage for offline recipients is full
+	ReasonSenderBudget     Reason = 17 // the sender stored more for offline recipients than the relay allows for now
+	reasonCount                   = 18
 )
 
 var reasonNames = [reasonCount]string{
 	"none", "malformed", "too_large", "rate_limited", "mailbox_full",
 	"recipient_offline", "unknown_recipient", "shutting_down", "internal",
 	"too_many_connections", "handshake_failed", "version", "idle",
-	"slow_consumer", "expired", "bad_recipient",
+	"slow_consumer", "expired", "bad_recipient", "storage_full", "sender_budget",
+}
+
+// ParseReason is the inverse of Reason.String for the known reasons.
+func ParseReason(label string) (Reason, bool) {
+	for i, n := range reasonNames {
+		if n == label {
+			return Reason(i), true
+		}
+	}
+	return 0, false
 }
 
 // String is the snake_case label used in logs and metrics.

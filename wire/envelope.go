@@ -106,6 +106,10 @@ const (
 // FlagEphemeral (delivered live or not at all).
 func (t MessageType) Ephemeral() bool { return t == TypeTyping || t == TypePresence }
 
+// Receipt reports whether messages of type t acknowledge other messages
+// (delivered, read): they travel in frames marked FlagReceipt.
+func (t MessageType) Receipt() bool { return t == TypeDelivered || t == TypeRead }
+
 func (t MessageType) String() string {
 	switch t {
 	case TypeText:
@@ -315,6 +319,19 @@ func (p *Pair) Seal(dst []byte, m *Message, rand io.Reader) ([]byte, error) {
 	dst = append(dst, tag[:]...)
 	hdr := dst[start : start+EnvelopeHeaderSize]
 	return p.sendAEAD.Seal(dst, nonce, in, hdr), nil
+}
+
+// From reports whether env carries the pair tag of the peer's envelopes
+// to this identity: whether the peer sealed it for us (if it opens). A
+// receiver uses it to find the sender of a frame whose header does not
+// name one (UnnamedID): one keyed hash per contact, no decryption.
+func (p *Pair) From(env []byte) bool {
+	if len(env) < EnvelopeHeaderSize {
+		return false
+	}
+	nonce := env[1 : 1+NonceSize]
+	want := p.recvTag.tag(nonce)
+	return subtle.ConstantTimeCompare(env[1+NonceSize:EnvelopeHeaderSize], want[:]) == 1
 }
 
 // Open authenticates and decrypts an envelope the relay says came from the

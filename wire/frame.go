@@ -16,7 +16,8 @@ import (
 //
 //	0  8  routing id, blinded   client->relay: recipient; relay->client: sender;
 //	                            all-zero: the relay itself (a relay command)
-//	8  1  flags, blinded        FlagEphemeral; every other bit must be zero
+//	8  1  flags, blinded        FlagEphemeral, FlagReceipt; every other bit
+//	                            must be zero
 //	9  .. body                  a peer envelope (opaque to the relay) or a
 //	                            sealed relay command
 //
@@ -32,8 +33,17 @@ const (
 	// FlagEphemeral asks the relay to deliver the frame only to a receiving
 	// connection of the recipient that is online now, and never to store
 	// it (typing and presence). Relays set it on such frames they forward.
-	FlagEphemeral   byte = 1 << 0
-	frameFlagsKnown      = FlagEphemeral
+	FlagEphemeral byte = 1 << 0
+
+	// FlagReceipt marks a frame whose envelope is an acknowledgement
+	// (delivered, read). The relay keeps stored receipts under a quota of
+	// their own and hands them to every connection of the recipient, its
+	// send-only ones too, so that an identity that only sends collects the
+	// receipts of what it sent each time it sends (PROTOCOL.md §6). Relays
+	// keep it on the frames they forward.
+	FlagReceipt byte = 1 << 1
+
+	frameFlagsKnown = FlagEphemeral | FlagReceipt
 
 	// MaxFrameSize is the largest frame either side accepts: a peer
 	// envelope with the largest padding bucket. Readers check it before

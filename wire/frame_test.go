@@ -87,7 +87,7 @@ func TestFrameErrors(t *testing.T) {
 	if _, err := cs.Send.SealHeader(make([]byte, MaxFrameSize+1), RelayID, 0); !errors.Is(err, ErrFrameSize) {
 		t.Fatalf("oversized: %v", err)
 	}
-	if _, err := cs.Send.SealHeader(make([]byte, 20), RelayID, 0x02); !errors.Is(err, ErrFrameFlags) {
+	if _, err := cs.Send.SealHeader(make([]byte, 20), RelayID, 0x04); !errors.Is(err, ErrFrameFlags) {
 		t.Fatalf("unknown flag: %v", err)
 	}
 	if _, err := res.Session.Recv.OpenHeader(make([]byte, MaxFrameSize+1)); !errors.Is(err, ErrFrameSize) {
@@ -187,5 +187,16 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 	if ReasonMailboxFull.String() != "mailbox_full" || Reason(200).String() != "reason_200" {
 		t.Error("reason labels")
+	}
+}
+
+func TestReasonLabels(t *testing.T) {
+	for r := ReasonNone; r < reasonCount; r++ {
+		if got, ok := ParseReason(r.String()); !ok || got != r {
+			t.Errorf("ParseReason(%q) = %v, %v", r.String(), got, ok)
+		}
+	}
+	if _, ok := ParseReason("reason_200"); ok {
+		t.Error("an unknown label parsed")
 	}
 }

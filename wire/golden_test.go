@@ -97,6 +97,40 @@ func goldenVectors(t *testing.T) []vector {
 		t.Fatal(err)
 	}
 	add("frame_c2s_2_ack", ack)
+
+	// Bob's envelope to alice, as the relay hands it over from its
+	// mailbox: the header names no sender (UnnamedID).
+	ba, err := bob.Pair(alice.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := &Message{SentAt: fixedTime, Type: TypeText, Body: []byte("hello, alice")}
+	for i := range m2.ID {
+		m2.ID[i] = byte(0x10 + i)
+	}
+	env2, err := ba.Seal(nil, m2, detRand("golden envelope 2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := append(make([]byte, FrameHeaderSize), env2...)
+	if _, err := res.Session.Send.SealHeader(stored, UnnamedID, 0); err != nil {
+		t.Fatal(err)
+	}
+	add("frame_s2c_2_stored_unnamed", stored)
+	// Alice's delivered receipt for it, marked FlagReceipt.
+	rm := &Message{SentAt: fixedTime, Type: TypeDelivered, Body: AckBody(m2.ID)}
+	for i := range rm.ID {
+		rm.ID[i] = byte(0x20 + i)
+	}
+	renv, err := ab.Seal(nil, rm, detRand("golden receipt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	receipt := append(make([]byte, FrameHeaderSize), renv...)
+	if _, err := cs.Send.SealHeader(receipt, bid, FlagReceipt); err != nil {
+		t.Fatal(err)
+	}
+	add("frame_c2s_3_receipt_to_bob", receipt)
 	// Since 2026-12: alice tells bob she now receives on another relay.
 	moved := &Message{SentAt: fixedTime, Type: TypeRelayMoved, Body: []byte(goldenMovedTo)}
 	for i := range moved.ID {
@@ -232,6 +266,28 @@ func TestGoldenDecode(t *testing.T) {
 	if a := openCmd(res.Session.Recv, "frame_c2s_2_ack", OpAck); len(a.Acks) != 1 || a.Acks[0] != 0 {
 		t.Fatalf("ack %+v", a)
 	}
+	// Alice finds the sender of the unnamed stored frame by its pair tag
+	// and opens it.
+	ab, err := alice.Pair(bob.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := b("frame_s2c_2_stored_unnamed")
+	h, err = cs.Recv.OpenHeader(stored)
+	if err != nil || !h.ID.IsUnnamed() || h.Index != 2 || h.Flags != 0 {
+		t.Fatalf("stored frame header %+v, %v", h, err)
+	}
+	if ab.From(b("envelope_alice_to_bob")) || !ab.From(stored[FrameHeaderSize:]) {
+		t.Fatal("pair tag does not tell bob's envelope from alice's")
+	}
+	if m, err := ab.Open(stored[FrameHeaderSize:]); err != nil || string(m.Body) != "hello, alice" {
+		t.Fatalf("stored frame: %+v, %v", m, err)
+	}
+	receipt := b("frame_c2s_3_receipt_to_bob")
+	h, err = res.Session.Recv.OpenHeader(receipt)
+	if err != nil || h.ID != bob.Public().ID() || h.Index != 3 || h.Flags != FlagReceipt {
+		t.Fatalf("receipt frame header %+v, %v", h, err)
+	}
 	// Bob opens the stored envelope.
 	ba, err := bob.Pair(alice.Public())
 	if err != nil {
@@ -243,6 +299,10 @@ func TestGoldenDecode(t *testing.T) {
 	}
 	if string(m.Body) != "hello, bob" || m.Type != TypeText || !m.SentAt.Equal(fixedTime) || m.ID[15] != 15 {
 		t.Fatalf("opened %+v", m)
+	}
+	rm, err := ba.Open(receipt[FrameHeaderSize:])
+	if err != nil || rm.Type != TypeDelivered || len(AckIDs(rm.Body)) != 1 || AckIDs(rm.Body)[0][0] != 0x10 {
+		t.Fatalf("receipt: %+v, %v", rm, err)
 	}
 	mv, err := ba.Open(b("envelope_alice_to_bob_relay_moved"))
 	if err != nil {

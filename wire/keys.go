@@ -55,6 +55,15 @@ var RelayID RoutingID
 // IsRelay reports whether id is the relay's own (all-zero) id.
 func (id RoutingID) IsRelay() bool { return id == RelayID }
 
+// UnnamedID is the all-ones routing id. A relay puts it in the header of
+// a frame whose sender it did not keep: a frame it had stored (relays keep
+// no sender id at rest). The recipient finds the sender by the envelope's
+// pair tag (Pair.From). It is never the id of an identity.
+var UnnamedID = RoutingID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// IsUnnamed reports whether id is UnnamedID.
+func (id RoutingID) IsUnnamed() bool { return id == UnnamedID }
+
 // String is the lowercase hex form used in logs and in listen --json.
 func (id RoutingID) String() string { return hex.EncodeToString(id[:]) }
 
@@ -109,9 +118,10 @@ func derivedPublicIdentity(x, ed []byte) (PublicIdentity, error) {
 	copy(p.X[:], x)
 	copy(p.Ed[:], ed)
 	p.fp = fingerprint(p.X[:], p.Ed[:])
-	if p.ID().IsRelay() {
-		// 2^-64 by chance; refuse rather than alias the relay.
-		return PublicIdentity{}, fmt.Errorf("identity %s: routing id is the relay's", p.fp.Short())
+	if p.ID().IsRelay() || p.ID().IsUnnamed() {
+		// 2^-63 by chance; refuse rather than alias the relay or a stored
+		// frame's unnamed sender.
+		return PublicIdentity{}, fmt.Errorf("identity %s: routing id is reserved", p.fp.Short())
 	}
 	return p, nil
 }

@@ -21,8 +21,9 @@
 //
 // Every message after the handshake is one frame:
 //
-//	header [8]  routing id XOR mask   (to the relay: recipient; from it: sender)
-//	flags  [1]  FlagEphemeral; other bits zero       (also XORed with the mask)
+//	header [8]  routing id XOR mask   (to the relay: recipient; from it: sender,
+//	            or UnnamedID for a frame the relay had stored)
+//	flags  [1]  FlagEphemeral, FlagReceipt; other bits zero (also XORed with the mask)
 //	body   [..] peer envelope (opaque to the relay) or sealed relay command
 //
 // # Version history

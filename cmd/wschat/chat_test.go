@@ -20,6 +20,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/wire"
 )
@@ -80,8 +81,13 @@ func TestChatTerminal(t *testing.T) {
 		}
 		return strings.TrimSpace(stdout.String())
 	}
-	invA := ws(0, alice, "keygen", "--name", "alice", "--relay", relayAddr, "--offline") // the relay is not up yet
-	invB := ws(0, bob, "keygen", "--name", "bob", "--relay", relayAddr, "--offline")
+	// The relay is down: keygen makes the identities without registering
+	// them; bob is registered as his first listen would have.
+	invA := ws(0, alice, "keygen", "--offline", "--name", "alice", "--relay", relayAddr)
+	invB := ws(0, bob, "keygen", "--offline", "--name", "bob", "--relay", relayAddr)
+	if inv, err := keys.ParseInvite(invB); err != nil || mb.Register(inv.Public.ID(), time.Now()) != nil {
+		t.Fatalf("registering bob: %v", err)
+	}
 	ws(0, alice, "contacts", "add", "bob", invB)
 	ws(0, bob, "contacts", "add", "alice", invA)
 

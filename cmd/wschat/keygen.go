@@ -28,10 +28,11 @@ invite: one line to hand to the people and agents you will talk with.
 The key file is written 0600 and never overwritten without --force.
 
 --relay is required: an invite without a relay reaches no one. keygen
-connects to the relay as the new identity (which registers it there, so
-that messages can wait for it before it first listens) and refuses a relay
-that does not answer; --offline skips that (and allows no relay).
-Exit codes: 0 made, 1 the relay does not answer, 2 usage.`,
+registers the identity on that relay (a relay keeps messages only for
+identities registered on it, for 90 days after their last wschat listen,
+chat or mcp by default) and refuses a relay it cannot reach; --offline
+skips that (and allows no relay).
+Exit codes: 0 made, 1 the relay cannot be reached, 2 usage.`,
 		Example: `  wschat keygen --name alice --relay 'ws://127.0.0.1:8443/#YFpy...'
   WSCHAT_HOME=~/.wschat-bot wschat keygen --name bot --relay "$RELAY"
   wschat keygen --name laptop --offline --relay "$RELAY"   # on a train`,
@@ -40,30 +41,24 @@ Exit codes: 0 made, 1 the relay does not answer, 2 usage.`,
 			if err := keys.CheckNick(name); err != nil {
 				return usageError{fmt.Errorf("--name: %w", err)}
 			}
-			var relay wire.RelayAddress
 			switch {
 			case h.relay == "" && !offline:
 				return withHint(usageError{errors.New("--relay ADDRESS is required")}, "pass the line 'wschat relay' prints, or --offline to make an identity without one")
 			case h.relay != "":
-				a, err := wire.ParseRelayAddress(h.relay)
-				if err != nil {
+				if _, err := wire.ParseRelayAddress(h.relay); err != nil {
 					return usageError{fmt.Errorf("--relay: %w", err)}
 				}
-				relay = a
 			}
-			if _, err := os.Stat(h.identityPath()); err == nil && !force {
+			if _, err := os.Lstat(h.identityPath()); err == nil && !force {
 				return withHint(fmt.Errorf("an identity already exists in %s", h.home), "keep it, or replace it (its contacts will need your new invite) with --force")
 			}
 			id, err := wire.NewIdentity(rand.Reader)
 			if err != nil {
 				return err
 			}
-			if !offline {
-				ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-				defer cancel()
-				c := bridge.NewClient(bridge.Config{Identity: id, Relay: relay})
-				if _, err := c.Probe(ctx, relay, true); err != nil {
-					return withHint(fmt.Errorf("%w; no identity was made", err), "check the address and that the relay runs; --offline makes the identity without asking it")
+			if h.relay != "" && !offline {
+				if err := registerIdentity(cmd.Context(), h.relay, id); err != nil {
+					return err
 				}
 			}
 			f := &keys.IdentityFile{Identity: id, Name: name, Relay: h.relay}
@@ -80,8 +75,31 @@ Exit codes: 0 made, 1 the relay does not answer, 2 usage.`,
 	}
 	cmd.Flags().StringVar(&name, "name", defaultNick(), "nickname shown to your contacts")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing identity")
-	cmd.Flags().BoolVar(&offline, "offline", false, "do not contact the relay (the identity is registered when it first listens)")
+	cmd.Flags().BoolVar(&offline, "offline", false, "do not register on the relay now (it stores messages for you only from your first wschat listen)")
 	return cmd
+}
+
+// registerIdentity registers a new identity on its relay, so that
+// messages can wait there for it before it first listens; a relay that
+// cannot be reached is refused.
+func registerIdentity(ctx context.Context, relay string, id *wire.Identity) error {
+	addr, err := wire.ParseRelayAddress(relay)
+	if err != nil {
+		return usageError{fmt.Errorf("--relay: %w", err)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := bridge.Register(ctx, addr, id, 10*time.Second); err != nil {
+		if rerr := refusalError("", err); rerr != nil {
+			return rerr
+		}
+		hint := "check the address (the line `wschat relay` printed) and that the relay is running; --offline makes the identity without registering"
+		if errors.Is(err, bridge.ErrRelayAuth) {
+			hint = "the key after # in the address is not this relay's: copy the whole line `wschat relay` printed"
+		}
+		return withHint(fmt.Errorf("could not register on the relay %s: %w", addr.URL, err), hint)
+	}
+	return nil
 }
 
 func defaultNick() string {

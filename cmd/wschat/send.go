@@ -32,8 +32,10 @@ Read from stdin, the message loses one trailing newline (what echo and
 most programs end with); on a terminal, end it with Ctrl+D.
 
 A message that could not be handed over stays in the outbox and goes out
-with the next wschat command that reaches the contact's relay (wschat
-outbox lists them). At most %d bytes.
+with the next wschat command that reaches the contact's relay. At most %d
+bytes. A message the relay refuses (the contact is not registered there,
+their mailbox is full, ...) leaves the outbox: the error says why, and it
+is not sent again by itself.
 Exit codes: 0 sent, 1 error (relay unreachable, refused), 3 not confirmed
 within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 		Example: `  wschat send --to alice "backup finished"
@@ -105,7 +107,6 @@ func runSend(ctx context.Context, e *env, h *homeFlags, to string, body []byte, 
 // what to do.
 func sendError(to keys.Contact, state bridge.State, err error) error {
 	var re *bridge.RelayError
-	var rf *bridge.RefusedError
 	var se *bridge.StoreError
 	switch {
 	case err == nil:
@@ -118,30 +119,14 @@ func sendError(to keys.Contact, state bridge.State, err error) error {
 		return withHint(fmt.Errorf("%w: the relay has the message, %s has not acknowledged it yet", errTimedOut, to.Name), "it is delivered when they next connect")
 	case errors.Is(err, bridge.ErrNotConfirmed):
 		return withHint(fmt.Errorf("%w: no relay took the message yet (it stays in the outbox)", errTimedOut), "it goes out with the next wschat command that reaches "+to.Name+"'s relay")
-	case errors.As(err, &rf):
-		return withHint(err, refusalHint(to, rf.Reason, state))
 	case errors.As(err, &re) && errors.Is(err, bridge.ErrRelayAuth):
 		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "the key in "+to.Name+"'s relay address does not match the relay; ask them for a new invite")
-	case errors.As(err, &re):
+	}
+	if rerr := refusalError(to.Name, err); rerr != nil {
+		return rerr
+	}
+	if errors.As(err, &re) {
 		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "it goes out with the next wschat command that reaches that relay; is it running?")
 	}
 	return storeHint(err)
-}
-
-// refusalHint says what to do about a relay's refusal.
-func refusalHint(to keys.Contact, r wire.Reason, state bridge.State) string {
-	switch r {
-	case wire.ReasonMailboxFull:
-		return to.Name + "'s mailbox on the relay is full: they collect it with wschat listen; send again later"
-	case wire.ReasonUnknownRecipient:
-		return to.Name + " is not registered on this relay; ask them to run wschat listen once, or for a new invite"
-	case wire.ReasonTooLarge:
-		return "the relay takes smaller messages; send a file's location, or split it"
-	case wire.ReasonRateLimited:
-		return "slow down; the message stays in the outbox"
-	}
-	if state == bridge.StatePending {
-		return "the message stays in the outbox and goes out with the next wschat command that connects"
-	}
-	return "the message was not sent; it stays in the history as refused"
 }

@@ -11,7 +11,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,7 +82,7 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Op
 	d.NetDialContext = netbatch.Dialer(func(c *netbatch.Conn) { nc = c })
 	ws, resp, err := d.DialContext(ctx, addr.URL, opt.Header)
 	if err != nil {
-		return nil, dialError(addr, resp, err)
+		return nil, dialError(addr.URL, resp, err)
 	}
 	// The handshake's reads and writes have ctx's deadline; a cancelled
 	// ctx (a signal, an abandoned dial) closes the connection under them.
@@ -97,31 +99,46 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Op
 	return c, nil
 }
 
-// dialError says in words why the WebSocket upgrade failed: the relay's
-// HTTP refusals (PROTOCOL.md §3) carry a status that means something.
-func dialError(addr wire.RelayAddress, resp *http.Response, err error) error {
-	if resp != nil {
-		switch resp.StatusCode {
-		case http.StatusTooManyRequests:
-			return &RefusedError{URL: addr.URL, Status: resp.StatusCode, Reason: "too many connections from your address"}
-		case http.StatusServiceUnavailable:
-			return &RefusedError{URL: addr.URL, Status: resp.StatusCode, Reason: "the relay is busy or restarting"}
-		}
-		return &RefusedError{URL: addr.URL, Status: resp.StatusCode, Reason: fmt.Sprintf("not a wschat relay (HTTP %d)", resp.StatusCode)}
-	}
-	return fmt.Errorf("connecting to %s: %w", addr.URL, err)
-}
-
-// RefusedError: the relay (or whatever answered at its URL) refused the
-// WebSocket upgrade with an HTTP status.
-type RefusedError struct {
+// ConnRefusedError: the relay answered the connection with an HTTP
+// refusal instead of upgrading it (PROTOCOL.md §4, "Refused
+// connections"): too many connections from this address, or the relay is
+// at its limit or restarting.
+type ConnRefusedError struct {
 	URL    string
-	Status int
-	Reason string
+	Status int         // the HTTP status, such as 429
+	Reason wire.Reason // from the body's label; ReasonNone if it had none
+	Text   string      // the relay's words, at most 200 bytes, printable ASCII only
 }
 
-func (e *RefusedError) Error() string {
-	return fmt.Sprintf("relay %s refused the connection: %s", e.URL, e.Reason)
+func (e *ConnRefusedError) Error() string {
+	if e.Text != "" {
+		return fmt.Sprintf("relay %s refused the connection: %s", e.URL, e.Text)
+	}
+	return fmt.Sprintf("relay %s refused the connection (HTTP %d)", e.URL, e.Status)
+}
+
+// dialError turns a failed WebSocket dial into an error that says what
+// the relay answered, if it answered.
+func dialError(url string, resp *http.Response, err error) error {
+	if resp == nil || !errors.Is(err, websocket.ErrBadHandshake) {
+		return fmt.Errorf("connecting to %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	e := &ConnRefusedError{URL: url, Status: resp.StatusCode}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if label, words, ok := strings.Cut(line, ": "); ok {
+		if r, known := wire.ParseReason(label); known {
+			e.Reason, line = r, words
+		}
+	}
+	e.Text = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1 // the relay's words reach a terminal: nothing but printable ASCII
+		}
+		return r
+	}, line)
+	return e
 }
 
 func handshake(ctx context.Context, ws *websocket.Conn, id *wire.Identity, key wire.RelayKey, receive, early bool) (*Conn, error) {

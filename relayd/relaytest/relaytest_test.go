@@ -29,6 +29,11 @@ func TestRelayAndProxy(t *testing.T) {
 	})
 	alice, _ := wire.NewIdentity(rand.Reader)
 	bob, _ := wire.NewIdentity(rand.Reader)
+	if bc, err := relayconn.Dial(context.Background(), r.Addr, bob, relayconn.Options{Receive: true}); err != nil { // registers bob
+		t.Fatal(err)
+	} else {
+		bc.Close()
+	}
 	send := func(addr wire.RelayAddress) error {
 		c, err := relayconn.Dial(context.Background(), addr, alice, relayconn.Options{})
 		if err != nil {

@@ -19,7 +19,7 @@
 // contacts, live, stranger, error.
 
 import * as wire from './wire.js';
-import { hex, unhex, utf8, utf8Decode, randomBytes, b64url, unb64url } from './bytes.js';
+import { equal, hex, unhex, utf8, utf8Decode, randomBytes, b64url, unb64url } from './bytes.js';
 import { RelayConn } from './relayconn.js';
 import { safetyNumber } from './keys.js';
 
@@ -365,7 +365,16 @@ export class Client extends EventTarget {
       if (!ephemeral) conn.ack(h.index);
     };
     const idHex = hex(h.id);
-    const c = this.byID.get(idHex);
+    let c = this.byID.get(idHex);
+    if (!c && equal(h.id, wire.UNNAMED_ID)) {
+      // A stored frame: the relay kept no sender id (PROTOCOL.md §7).
+      for (const k of this.byID.values()) {
+        if (this.pairFor(k).from(body)) {
+          c = k;
+          break;
+        }
+      }
+    }
     if (!c) {
       await this.noteStranger(idHex);
       ack();
@@ -439,7 +448,7 @@ export class Client extends EventTarget {
     try {
       const conn = await this.connFor(c.relay);
       const s = this.seal(c, wire.TYPE.Delivered, wire.ackBody([id]));
-      conn.sendData(c.pub.id, 0, s.envelope);
+      conn.sendData(c.pub.id, wire.FLAG_RECEIPT, s.envelope);
     } catch {
       // the sender's client asks again: it resends, we answer again
     }
@@ -487,7 +496,7 @@ export class Client extends EventTarget {
     for (let i = 0; i < ids.length; i += wire.MAX_ACK_IDS) {
       const chunk = ids.slice(i, i + wire.MAX_ACK_IDS).map(unhex);
       const s = this.seal(c, wire.TYPE.Read, wire.ackBody(chunk));
-      await this.store.addOutgoing({ peer: fp, id: s.idHex, type: wire.TYPE.Read, sentAt: s.sentAt }, { to: c.pub.idHex, relay: c.relay || '', envelope: s.envelope, type: wire.TYPE.Read });
+      await this.store.addOutgoing({ peer: fp, id: s.idHex, type: wire.TYPE.Read, sentAt: s.sentAt }, { to: c.pub.idHex, relay: c.relay || '', envelope: s.envelope, type: wire.TYPE.Read, flags: wire.FLAG_RECEIPT });
     }
     if (ids.length) {
       this.emit('messages', { peer: fp, read: true });

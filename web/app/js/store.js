@@ -301,6 +301,14 @@ export class Store {
     );
   }
 
+  // historyAfter returns up to limit messages of a conversation after seq
+  // (oldest first).
+  async historyAfter(peer, afterSeq, limit = 80) {
+    return this.tx('messages', 'readonly', (s) =>
+      req(s.messages.index('conv').getAll(IDBKeyRange.bound([peer, afterSeq], [peer, Infinity], true, false), limit)),
+    );
+  }
+
   async message(dir, peer, idHex) {
     return this.tx('messages', 'readonly', (s) => req(s.messages.get(`${dir}:${peer}:${idHex}`)));
   }

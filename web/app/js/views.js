@@ -9,8 +9,11 @@ import { REASON_TEXT } from './client.js';
 import { renderAddContact, renderContact, renderMe } from './pages.js';
 
 const PAGE = 80; // messages loaded at a time
+const MAX_SHOWN = 3 * PAGE; // messages in the page at once
 const STATE_TEXT = { pending: 'Sending…', sent: 'Sent', stored: 'Stored on the relay until they connect', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
 const TICK = { pending: '🕓', sent: '✓', stored: '✓', delivered: '✓✓', read: '✓✓', failed: '⚠' };
+
+const dayKey = (ms) => new Date(ms).toDateString();
 
 export function avatar(c) {
   return h(`span.avatar.h${hue(c.fp) % 12}`, { 'aria-hidden': 'true' }, initial(c.name));
@@ -196,9 +199,7 @@ class ConvView {
       }
     });
     this.input.addEventListener('input', () => this.onInput());
-    this.list.addEventListener('scroll', () => {
-      if (this.list.scrollTop < 300) this.loadOlder();
-    });
+    this.list.addEventListener('scroll', () => this.onScroll(), { passive: true });
     this.onVis = () => this.maybeRead();
     document.addEventListener('visibilitychange', this.onVis);
     addEventListener('focus', this.onVis);
@@ -230,9 +231,15 @@ class ConvView {
     this.sub.classList.toggle('typing', l.typing);
   }
 
+  // The conversation shows a window of at most MAX_SHOWN messages, moved
+  // a page at a time as the person scrolls: a conversation of any length
+  // opens and scrolls without building thousands of nodes.
   async loadInitial() {
+    clear(this.list);
+    this.byId.clear();
     const recs = await this.app.store.history(this.c.fp, Infinity, PAGE);
-    if (recs.length < PAGE) this.done = true;
+    this.done = recs.length < PAGE; // nothing older
+    this.atNewest = true;
     const firstUnread = recs.find((r) => r.dir === 'in' && r.state === 'unread');
     const frag = document.createDocumentFragment();
     let prev = null;
@@ -241,15 +248,13 @@ class ConvView {
       this.addTo(frag, r, prev);
       prev = r;
     }
-    if (recs.length) {
-      this.firstSeq = recs[0].seq;
-      this.lastSeq = recs[recs.length - 1].seq;
-      this.lastAt = recs[recs.length - 1].sentAt;
-      this.firstAt = recs[0].sentAt;
-    }
-    if (!this.done) this.list.append(h('div.load-older', { id: 'load-older' }, 'Scroll up for older messages'));
+    this.firstSeq = recs.length ? recs[0].seq : Infinity;
+    this.lastSeq = recs.length ? recs[recs.length - 1].seq : 0;
+    this.lastRec = prev;
+    this.list.append(h('div.load-older', { id: 'load-older', hidden: this.done }, 'Scroll up for older messages'));
     this.list.append(frag);
     if (!recs.length) this.list.append(h('p.empty', { id: 'no-messages' }, `Messages you exchange with ${shownName(this.c.name)} are end-to-end encrypted. Say hello.`));
+    this.jump?.remove();
     const mark = this.list.querySelector('#unread-mark');
     if (mark) mark.scrollIntoView({ block: 'center' });
     else this.list.scrollTop = this.list.scrollHeight;
@@ -259,8 +264,9 @@ class ConvView {
   // addTo appends a message (with a day separator when the day changes).
   addTo(parent, r, prev) {
     const t = r.dir === 'in' ? r.receivedAt : r.sentAt;
-    if (!prev || !sameDay(prev.dir === 'in' ? prev.receivedAt : prev.sentAt, t)) parent.append(h('div.day', h('span', dayLabel(t))));
+    if (!prev || !sameDay(prev.dir === 'in' ? prev.receivedAt : prev.sentAt, t)) parent.append(h('div.day', { dataset: { day: dayKey(t) } }, h('span', dayLabel(t))));
     const el = this.msgEl(r);
+    el.dataset.seq = r.seq;
     this.byId.set(r.dir + r.id, { el, rec: r });
     parent.append(el);
   }
@@ -279,50 +285,132 @@ class ConvView {
     return h(`div.msg.${r.dir}`, { dataset: { id: r.id, state: r.state || '' } }, bubble);
   }
 
+  msgCount() {
+    return this.byId.size;
+  }
+
+  // drop removes n messages (and the day separators they leave alone) from
+  // the top or the bottom of the window.
+  drop(n, fromTop) {
+    const nodes = () => [...this.list.querySelectorAll(':scope > .msg, :scope > .day, :scope > .unread-mark')];
+    let all = nodes();
+    if (!fromTop) all.reverse();
+    let dropped = 0;
+    for (const el of all) {
+      if (dropped >= n && el.classList.contains('msg')) break;
+      if (el.classList.contains('msg')) {
+        this.byId.delete((el.classList.contains('out') ? 'out' : 'in') + el.dataset.id);
+        dropped++;
+      }
+      el.remove();
+    }
+    // The window's new edge: its seq, and a day separator above the first.
+    all = nodes();
+    const msgs = all.filter((e) => e.classList.contains('msg'));
+    if (fromTop) {
+      const first = msgs[0];
+      if (first && !(first.previousElementSibling?.classList.contains('day'))) {
+        const r = this.byId.get((first.classList.contains('out') ? 'out' : 'in') + first.dataset.id).rec;
+        const t = r.dir === 'in' ? r.receivedAt : r.sentAt;
+        first.before(h('div.day', { dataset: { day: dayKey(t) } }, h('span', dayLabel(t))));
+      }
+      this.firstSeq = first ? +first.dataset.seq : Infinity;
+      this.done = false;
+      this.list.querySelector('#load-older').hidden = false;
+    } else {
+      const last = msgs[msgs.length - 1];
+      const tail = this.list.lastElementChild;
+      if (tail?.classList.contains('day')) tail.remove();
+      this.lastSeq = last ? +last.dataset.seq : 0;
+      this.lastRec = last ? this.byId.get((last.classList.contains('out') ? 'out' : 'in') + last.dataset.id).rec : null;
+      this.atNewest = false;
+    }
+  }
+
   async loadOlder() {
     if (this.loadingOlder || this.done) return;
     this.loadingOlder = true;
-    const recs = await this.app.store.history(this.c.fp, this.firstSeq, PAGE);
-    if (recs.length < PAGE) this.done = true;
-    const before = this.list.scrollHeight;
-    const frag = document.createDocumentFragment();
-    let prev = null;
-    for (const r of recs) {
-      this.addTo(frag, r, prev);
-      prev = r;
+    try {
+      const recs = await this.app.store.history(this.c.fp, this.firstSeq, PAGE);
+      if (recs.length < PAGE) this.done = true;
+      const anchor = this.list.querySelector(':scope > .msg');
+      const anchorTop = anchor ? anchor.getBoundingClientRect().top : 0;
+      const frag = document.createDocumentFragment();
+      let prev = null;
+      for (const r of recs) {
+        this.addTo(frag, r, prev);
+        prev = r;
+      }
+      // The first shown message's day separator may now repeat the last
+      // loaded one's day.
+      const older = this.list.querySelector('#load-older');
+      const firstDay = older.nextElementSibling;
+      if (prev && firstDay?.classList.contains('day') && firstDay.dataset.day === dayKey(prev.dir === 'in' ? prev.receivedAt : prev.sentAt)) firstDay.remove();
+      if (recs.length) this.firstSeq = recs[0].seq;
+      older.after(frag);
+      older.hidden = this.done;
+      if (this.msgCount() > MAX_SHOWN) this.drop(this.msgCount() - MAX_SHOWN, false);
+      // Keep what the person was looking at where it was.
+      if (anchor) this.list.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
+    } finally {
+      this.loadingOlder = false;
     }
-    // The day separator the old first message had may now be redundant.
-    const older = this.list.querySelector('#load-older');
-    const firstDay = older ? older.nextElementSibling : this.list.firstElementChild;
-    if (recs.length && firstDay?.classList.contains('day') && sameDay(this.firstAt, recs[recs.length - 1].sentAt)) firstDay.remove();
-    if (recs.length) {
-      this.firstSeq = recs[0].seq;
-      this.firstAt = recs[0].sentAt;
+  }
+
+  async loadNewer() {
+    if (this.loadingNewer || this.atNewest) return;
+    this.loadingNewer = true;
+    try {
+      const recs = await this.app.store.historyAfter(this.c.fp, this.lastSeq, PAGE);
+      if (recs.length < PAGE) this.atNewest = true;
+      const anchor = [...this.list.querySelectorAll(':scope > .msg')].pop();
+      const anchorTop = anchor ? anchor.getBoundingClientRect().top : 0;
+      let prev = this.lastRec;
+      for (const r of recs) {
+        this.addTo(this.list, r, prev);
+        prev = r;
+      }
+      if (recs.length) {
+        this.lastSeq = recs[recs.length - 1].seq;
+        this.lastRec = prev;
+      }
+      if (this.msgCount() > MAX_SHOWN) this.drop(this.msgCount() - MAX_SHOWN, true);
+      if (anchor) this.list.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
+      if (this.atNewest) this.jump?.remove();
+    } finally {
+      this.loadingNewer = false;
     }
-    if (older) older.after(frag);
-    else this.list.prepend(frag);
-    if (this.done) older?.remove();
-    this.list.scrollTop += this.list.scrollHeight - before;
-    this.loadingOlder = false;
+  }
+
+  onScroll() {
+    const l = this.list;
+    if (l.scrollTop < 400) this.loadOlder();
+    if (l.scrollHeight - l.scrollTop - l.clientHeight < 400) this.loadNewer();
   }
 
   async appendNew() {
-    const recs = await this.app.store.history(this.c.fp, Infinity, PAGE);
+    if (!this.atNewest) {
+      // The window is further back: offer the way down instead.
+      if (!this.jump || !this.jump.isConnected) {
+        this.jump = h('button.jump', { type: 'button', id: 'jump-newest', onclick: () => this.loadInitial() }, 'New messages ↓');
+        this.list.after(this.jump);
+      }
+      return;
+    }
+    const recs = await this.app.store.historyAfter(this.c.fp, this.lastSeq, PAGE);
     const nearBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 120;
     this.list.querySelector('#no-messages')?.remove();
     let prev = this.lastRec || null;
     let mine = false;
     for (const r of recs) {
-      if (r.seq <= this.lastSeq) {
-        prev = r;
-        continue;
-      }
+      if (r.seq <= this.lastSeq) continue;
       this.addTo(this.list, r, prev);
       prev = r;
       this.lastSeq = r.seq;
       if (r.dir === 'out') mine = true;
     }
     this.lastRec = prev;
+    if (this.msgCount() > MAX_SHOWN) this.drop(this.msgCount() - MAX_SHOWN, true);
     if (nearBottom || mine) this.list.scrollTop = this.list.scrollHeight;
     this.maybeRead();
   }
@@ -394,6 +482,7 @@ class ConvView {
     this.typingSent = 0;
     sessionStorage.removeItem(`draft:${this.c.fp}`);
     try {
+      if (!this.atNewest) await this.loadInitial();
       await this.client.sendText(this.c.fp, text);
     } catch (e) {
       this.input.value = text;

@@ -58,6 +58,11 @@ export const MSG_HELLO = 0x01;
 export const MSG_AUTH = 0x02;
 export const CONN_RECEIVE = 1;
 export const FLAG_EPHEMERAL = 1;
+export const FLAG_RECEIPT = 2; // PROTOCOL.md §5: on every delivered and read envelope
+const FRAME_FLAGS_KNOWN = FLAG_EPHEMERAL | FLAG_RECEIPT;
+// UNNAMED_ID heads a frame the relay had stored: it keeps no sender ids,
+// and the recipient finds the sender by the pair tag (Pair.from).
+export const UNNAMED_ID = new Uint8Array(8).fill(0xff);
 
 export const RELAY_ID = new Uint8Array(8);
 
@@ -253,7 +258,7 @@ export const REASONS = [
   'none', 'malformed', 'too_large', 'rate_limited', 'mailbox_full',
   'recipient_offline', 'unknown_recipient', 'shutting_down', 'internal',
   'too_many_connections', 'handshake_failed', 'version', 'idle',
-  'slow_consumer', 'expired', 'bad_recipient',
+  'slow_consumer', 'expired', 'bad_recipient', 'storage_full', 'sender_budget',
 ];
 export const reasonName = (r) => REASONS[r] || `reason_${r}`;
 
@@ -407,7 +412,7 @@ export class Framer {
   // body must already follow. Returns the frame's index.
   sealHeader(frame, id, flags) {
     if (frame.length <= FRAME_HEADER_SIZE || frame.length > MAX_FRAME_SIZE) throw new WireError('ErrFrameSize');
-    if (flags & ~FLAG_EPHEMERAL) throw new WireError('ErrFrameFlags');
+    if (flags & ~FRAME_FLAGS_KNOWN) throw new WireError('ErrFrameFlags');
     frame.set(id, 0);
     frame[8] = flags;
     return this.mask(frame);
@@ -417,7 +422,7 @@ export class Framer {
     if (frame.length <= FRAME_HEADER_SIZE || frame.length > MAX_FRAME_SIZE) throw new WireError('ErrFrameSize');
     const index = this.mask(frame);
     const h = { index, id: frame.slice(0, 8), flags: frame[8] };
-    if (h.flags & ~FLAG_EPHEMERAL) throw new WireError('ErrFrameFlags');
+    if (h.flags & ~FRAME_FLAGS_KNOWN) throw new WireError('ErrFrameFlags');
     return h;
   }
   sealCommand(cmd) {
@@ -544,6 +549,14 @@ export class Pair {
     const tag = blake3(nonce, { key: this.sendTagKey, dkLen: PAIR_TAG_SIZE });
     const hdr = concat(Uint8Array.of(PROTOCOL_VERSION), nonce, tag);
     return concat(hdr, xchacha20poly1305(this.sendKey, nonce, hdr).encrypt(inner));
+  }
+
+  // from reports whether env carries the pair tag of the peer's envelopes
+  // to us: how a frame headed UNNAMED_ID finds its sender (§7).
+  from(env) {
+    if (env.length < ENVELOPE_HEADER_SIZE) return false;
+    const nonce = env.subarray(1, 1 + NONCE_SIZE);
+    return equal(env.subarray(1 + NONCE_SIZE, ENVELOPE_HEADER_SIZE), blake3(nonce, { key: this.recvTagKey, dkLen: PAIR_TAG_SIZE }));
   }
 
   // open authenticates and decrypts an envelope the relay says came from
