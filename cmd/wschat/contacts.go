@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
+	"github.com/wschat/wschat/bridge"
 	"github.com/wschat/wschat/internal/safetext"
 
 	"github.com/spf13/cobra"
@@ -82,13 +86,33 @@ type contactJSON struct {
 	Relay    string `json:"relay,omitempty"`
 	Verified bool   `json:"verified"`
 	Added    string `json:"added_at"`
+	// LastMessage is when the last text was exchanged with the contact.
+	LastMessage string `json:"last_message_at,omitempty"`
+}
+
+// lastMessages is, per contact, when the last text was exchanged, if the
+// home has a store (nothing otherwise: contacts list needs none).
+func lastMessages(ctx context.Context, h *homeFlags) map[wire.Fingerprint]time.Time {
+	if _, err := os.Stat(h.storePath()); err != nil {
+		return nil
+	}
+	s, err := bridge.OpenStore(h.storePath(), true)
+	if err != nil {
+		return nil
+	}
+	defer s.Close()
+	m, _ := s.LastTextTimes(ctx)
+	return m
 }
 
 func newContactsListCmd(e *env, h *homeFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List contacts: name, routing id, verified, relay, nickname",
+		Use:   "list",
+		Short: "List contacts: name, routing id, verified, relay, nickname, last message",
+		Long: `List the contacts: on a terminal as a table; in a pipe tab-separated with a
+header line (NAME ID VERIFIED RELAY NICK LAST MESSAGE); with --json one
+object per contact per line.`,
 		Example: "  wschat contacts list\n  wschat contacts list --json | jq -r .name",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -100,10 +124,21 @@ func newContactsListCmd(e *env, h *homeFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			last := lastMessages(cmd.Context(), h)
 			enc := json.NewEncoder(e.stdout)
+			_, tty := terminal(e.stdout)
+			var t *table
+			if !asJSON {
+				t = newTable(e.stdout, tty, "NAME", "ID", "VERIFIED", "RELAY", "NICK", "LAST MESSAGE")
+			}
 			for _, c := range list {
+				at, ok := last[c.Public.Fingerprint()]
 				if asJSON {
-					enc.Encode(contactJSON{Name: c.Name, ID: c.Public.ID().String(), Nick: c.Nick, Relay: c.Relay, Verified: c.Verified, Added: c.AddedAt.UTC().Format("2006-01-02T15:04:05Z07:00")})
+					j := contactJSON{Name: c.Name, ID: c.Public.ID().String(), Nick: c.Nick, Relay: c.Relay, Verified: c.Verified, Added: c.AddedAt.UTC().Format("2006-01-02T15:04:05Z07:00")}
+					if ok {
+						j.LastMessage = at.UTC().Format(time.RFC3339)
+					}
+					enc.Encode(j)
 					continue
 				}
 				v := "unverified"
@@ -114,7 +149,14 @@ func newContactsListCmd(e *env, h *homeFlags) *cobra.Command {
 				if a, err := wire.ParseRelayAddress(c.Relay); err == nil {
 					relay = a.URL
 				}
-				fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Public.ID(), v, relay, safetext.Line(c.Nick))
+				when := "-"
+				if ok {
+					when = at.Local().Format("2006-01-02 15:04")
+				}
+				t.row(c.Name, c.Public.ID().String(), v, relay, safetext.Line(c.Nick), when)
+			}
+			if t != nil {
+				return t.flush()
 			}
 			return nil
 		},

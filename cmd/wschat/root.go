@@ -126,7 +126,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 timed out, 4 trust failure.`,
 	h := &homeFlags{}
 	h.register(root)
 	root.AddCommand(newRelayCmd(e), newKeygenCmd(e, h), newInviteCmd(e, h), newContactsCmd(e, h), newSendCmd(e, h), newListenCmd(e, h), newChatCmd(e, h))
-	root.AddCommand(newMCPCmd(e, h), newWebCmd(e, h), newSetRelayCmd(e, h), newDoctorCmd(e, h))
+	root.AddCommand(newMCPCmd(e, h), newWebCmd(e, h), newSetRelayCmd(e, h), newDoctorCmd(e, h), newOutboxCmd(e, h))
 	topic := &cobra.Command{Use: "environment", Short: "Environment variables: every flag has one"}
 	root.AddCommand(topic)
 	// The list walks every command's flags: made when asked for, not on
