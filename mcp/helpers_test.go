@@ -36,12 +36,13 @@ type world struct {
 	t     testing.TB
 	relay wire.RelayAddress
 	mb    relayd.Mailbox
+	r     *relaytest.Relay
 }
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
 	r := relaytest.Start(t, relaytest.Options{})
-	return &world{t: t, relay: r.Addr, mb: r.Mailbox()}
+	return &world{t: t, relay: r.Addr, mb: r.Mailbox(), r: r}
 }
 
 // party is one identity with its home: contacts, store, client.
