@@ -46,18 +46,26 @@ func newContactsAddCmd(e *env, h *homeFlags) *cobra.Command {
 		Short: "Pin a contact from their invite and print the safety number",
 		Example: `  wschat contacts add bob WSCHAT1-R5AMLLNWR4SWESX...
   wschat contacts add --replace bob WSCHAT1-...   # after bob's key changed and you checked with him`,
-		Args: cobra.ExactArgs(2),
+		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if looksLikeInvite(args[0]) && keys.CheckContactName(args[len(args)-1]) == nil {
+				return withHint(usageError{errors.New("the name comes first, then the invite")}, "wschat contacts add NAME INVITE")
+			}
 			if err := keys.CheckContactName(args[0]); err != nil {
 				return usageError{err}
 			}
-			inv, err := keys.ParseInvite(strings.TrimSpace(args[1]))
+			// An invite wrapped over lines, or split by the shell where it
+			// was wrapped, is one invite: white space never appears in one.
+			inv, err := keys.ParseInvite(strings.Join(strings.Fields(strings.Join(args[1:], " ")), ""))
 			if err != nil {
 				return withHint(usageError{err}, "copy the whole invite line again; it starts with WSCHAT1-")
 			}
 			book, f, err := openBook(h)
 			if err != nil {
 				return err
+			}
+			if inv.Public.Equal(f.Identity.Public()) {
+				return withHint(usageError{errors.New("that is your own invite")}, "add the invite of the person you want to talk with; yours is for them (wschat invite)")
 			}
 			var c keys.Contact
 			if replace {
@@ -166,23 +174,47 @@ object per contact per line.`,
 }
 
 func newContactsRemoveCmd(e *env, h *homeFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:     "remove NAME",
-		Short:   "Forget a contact",
-		Example: "  wschat contacts remove bob",
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Forget a contact (the messages stay in the history)",
+		Long: `Forget a contact: its pinned keys leave the contact book, and what it sends
+from now on is kept aside as from a stranger. The messages exchanged stay in
+the history. On a terminal it asks first; --yes does not.`,
+		Example: "  wschat contacts remove bob\n  wschat contacts remove --yes bob",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			book, _, err := openBook(h)
 			if err != nil {
 				return err
 			}
-			if _, err := lookupContact(book, args[0]); err != nil {
+			c, err := lookupContact(book, args[0])
+			if err != nil {
 				return err
 			}
-			return book.Remove(args[0])
+			if !yes {
+				if _, tty := terminal(e.stdin); tty {
+					fmt.Fprintf(e.stderr, "Forget %s (%s)? Their messages stay in the history. [y/N] ", c.Name, c.Public.ID())
+					var answer string
+					fmt.Fscanln(e.stdin, &answer)
+					if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+						return errors.New("not removed")
+					}
+				}
+			}
+			if err := book.Remove(c.Name); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "wschat: removed %s\n", c.Name)
+			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask")
+	return cmd
 }
+
+// looksLikeInvite reports whether s starts like an invite.
+func looksLikeInvite(s string) bool { return len(s) > 7 && strings.EqualFold(s[:7], "WSCHAT1") }
 
 func newContactsVerifyCmd(e *env, h *homeFlags) *cobra.Command {
 	var yes bool
@@ -210,8 +242,11 @@ the contact verified.`,
 				}
 				return nil
 			}
-			_, err = book.Verify(c.Name)
-			return err
+			if _, err = book.Verify(c.Name); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "wschat: %s is now verified\n", c.Name)
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "the numbers match: mark the contact verified")

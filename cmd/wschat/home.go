@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -185,9 +186,47 @@ func lookupContact(book *keys.Book, name string) (keys.Contact, error) {
 				known += k.Name
 			}
 		}
-		return c, withHint(trustError{fmt.Errorf("unknown contact %q (known: %s)", name, known)}, "add them with: wschat contacts add NAME INVITE")
+		hint := "add them with: wschat contacts add NAME INVITE"
+		if near := nearest(book, name); near != "" {
+			hint = "did you mean " + near + "?"
+		}
+		return c, withHint(trustError{fmt.Errorf("unknown contact %q (known: %s)", name, known)}, hint)
 	}
 	return c, err
+}
+
+// nearest is the contact name closest to name, if one is close (at most
+// two edits, and fewer than half the name), for "did you mean".
+func nearest(book *keys.Book, name string) string {
+	list, _ := book.List()
+	best, bestD := "", 3
+	for _, c := range list {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(c.Name)); d < bestD && d*2 < max(len(name), len(c.Name)) {
+			best, bestD = c.Name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // trustError marks a trust failure (exit 4).
