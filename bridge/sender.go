@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wschat/wschat/internal/relayconn"
 	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/wire"
 )
@@ -15,7 +16,7 @@ import (
 // envelope carries (PROTOCOL.md §7, "Finding the sender"). It costs a
 // keyed hash per contact, and a key derivation per contact the first
 // time. Error: keys.ErrUnknownContact.
-func (c *Client) sender(in Incoming) (keys.Contact, error) {
+func (c *Client) sender(in relayconn.Incoming) (keys.Contact, error) {
 	if !in.Header.ID.IsUnnamed() {
 		return c.book.ByID(in.Header.ID)
 	}
@@ -48,9 +49,9 @@ func frameFlags(t wire.MessageType) byte {
 // once the registration is saved. A new identity has nothing stored, so
 // the connection takes nothing from anyone.
 func Register(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, timeout time.Duration) error {
-	c, err := Dial(ctx, addr, id, DialOptions{Receive: true, Timeout: timeout})
+	c, err := relayconn.Dial(ctx, addr, id, relayconn.Options{Receive: true, Timeout: timeout})
 	if err != nil {
-		return err
+		return &RelayError{Relay: addr, Err: err}
 	}
 	return c.Close()
 }

@@ -25,7 +25,7 @@ func (s *Store) Conversation(ctx context.Context, peer wire.Fingerprint, limit i
 	if limit <= 0 {
 		return nil, false, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+recordColumns+`
+	rows, err := s.sqlDB().QueryContext(ctx, `SELECT `+recordColumns+`
 		FROM messages WHERE peer_fp = ? AND type = ? ORDER BY cursor DESC LIMIT ?`, peer[:], int(wire.TypeText), limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: %w", err)
@@ -47,7 +47,7 @@ func (s *Store) Conversation(ctx context.Context, peer wire.Fingerprint, limit i
 // Unread counts, per peer, the incoming text messages above that peer's
 // read cursor (ReadCursorName). Peers with none are left out.
 func (s *Store) Unread(ctx context.Context) (map[wire.Fingerprint]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT m.peer_fp, COUNT(*) FROM messages m
+	rows, err := s.sqlDB().QueryContext(ctx, `SELECT m.peer_fp, COUNT(*) FROM messages m
 		LEFT JOIN cursors c ON c.name = 'read:' || lower(hex(m.peer_fp))
 		WHERE m.dir = 'in' AND m.type = ? AND m.cursor > COALESCE(c.cursor, 0)
 		GROUP BY m.peer_fp`, int(wire.TypeText))
@@ -78,7 +78,7 @@ func (s *Store) ForgetIncoming(ctx context.Context, peer wire.Fingerprint, ids .
 	}
 	s.writes.Add(1)
 	for _, id := range ids {
-		if _, err := s.db.ExecContext(ctx, `UPDATE messages SET body = NULL WHERE dir = 'in' AND peer_fp = ? AND msg_id = ?`, peer[:], id[:]); err != nil {
+		if _, err := s.sqlDB().ExecContext(ctx, `UPDATE messages SET body = NULL WHERE dir = 'in' AND peer_fp = ? AND msg_id = ?`, peer[:], id[:]); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
 	}

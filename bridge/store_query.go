@@ -40,7 +40,7 @@ func (s *Store) IncomingText(ctx context.Context, q TextQuery) ([]Record, error)
 	}
 	sql += ` ORDER BY cursor LIMIT ?`
 	args = append(args, q.Limit)
-	rows, err := s.db.QueryContext(ctx, sql, args...)
+	rows, err := s.sqlDB().QueryContext(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -51,7 +51,7 @@ func (s *Store) IncomingText(ctx context.Context, q TextQuery) ([]Record, error)
 // exchanged with it in either direction (received for incoming, sent for
 // outgoing messages).
 func (s *Store) LastTextTimes(ctx context.Context) (map[wire.Fingerprint]time.Time, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT peer_fp, MAX(CASE dir WHEN 'in' THEN received_at ELSE sent_at END)
+	rows, err := s.sqlDB().QueryContext(ctx, `SELECT peer_fp, MAX(CASE dir WHEN 'in' THEN received_at ELSE sent_at END)
 		FROM messages WHERE type = ? GROUP BY peer_fp`, int(wire.TypeText))
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -74,7 +74,7 @@ func (s *Store) LastTextTimes(ctx context.Context) (map[wire.Fingerprint]time.Ti
 // SavedCursors returns every saved cursor whose name starts with prefix.
 func (s *Store) SavedCursors(ctx context.Context, prefix string) (map[string]int64, error) {
 	// LIKE would treat '_' and '%' in the prefix as wildcards.
-	rows, err := s.db.QueryContext(ctx, `SELECT name, cursor FROM cursors WHERE substr(name, 1, ?) = ?`, len(prefix), prefix)
+	rows, err := s.sqlDB().QueryContext(ctx, `SELECT name, cursor FROM cursors WHERE substr(name, 1, ?) = ?`, len(prefix), prefix)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}

@@ -100,7 +100,7 @@ func (o *sendOp) run() queuedMsg {
 	o.once.Do(func() {
 		ctx, cancel := context.WithTimeout(o.ctx, storeTimeout)
 		defer cancel()
-		o.msg.id, o.msg.err = o.client.Queue(ctx, o.to, wire.TypeText, []byte(o.msg.text), false)
+		o.msg.id, o.msg.err = o.client.Queue(ctx, o.to, wire.TypeText, []byte(o.msg.text))
 		if o.msg.err == nil {
 			o.msg.flushErr = o.client.Flush(ctx)
 		}

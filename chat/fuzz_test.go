@@ -16,7 +16,7 @@ func FuzzSanitize(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		out := sanitize(s)
 		for _, r := range out {
-			if r != '\n' && (unicode.IsControl(r) || isBidiControl(r)) {
+			if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)) {
 				t.Fatalf("%q sanitized to %q keeps %U", s, out, r)
 			}
 		}

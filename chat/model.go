@@ -124,8 +124,8 @@ type entry struct {
 	out    bool
 	text   string
 	at     time.Time
-	state  string // outgoing: the store's state
-	err    string // local: why it is not queued
+	state  bridge.State // outgoing: the store's state
+	err    string       // local: why it is not queued
 }
 
 func (e entry) key() any {
@@ -191,6 +191,7 @@ type Model struct {
 
 	typingTo   *keys.Contact // "typing" was sent to this contact and not yet withdrawn
 	lastKey    time.Time
+	escAt      time.Time // when Esc was pressed with a draft in the input
 	connected  bool
 	connKnown  bool
 	connErr    error

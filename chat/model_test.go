@@ -231,11 +231,11 @@ func TestHistoryOnOpen(t *testing.T) {
 	at := f.clock.Add(-2 * time.Hour).Local().Format("15:04")
 	f.receive(f.bob, "hello alice")
 	f.clock.Add(time.Minute)
-	id, err := f.client.Queue(f.ctx, f.contact("bob"), wire.TypeText, []byte("hi bob"), false)
+	id, err := f.client.Queue(f.ctx, f.contact("bob"), wire.TypeText, []byte("hi bob"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.store.SetState(f.ctx, f.bob.Public().Fingerprint(), id, bridge.StateDelivered)
+	f.store.SetState(f.ctx, f.bob.Public().Fingerprint(), bridge.StateDelivered, id)
 	f.receive(f.carol, "psst, carol here")
 	f.clock.Add(2 * time.Hour)
 
@@ -276,10 +276,10 @@ func TestSendAndStates(t *testing.T) {
 		t.Fatalf("message shown %d times", n)
 	}
 	fp := f.bob.Public().Fingerprint()
-	for _, st := range []string{bridge.StateStored, bridge.StateDelivered, bridge.StateRead} {
-		f.store.SetState(f.ctx, fp, texts[0].ID, st)
+	for _, st := range []bridge.State{bridge.StateStored, bridge.StateDelivered, bridge.StateRead} {
+		f.store.SetState(f.ctx, fp, st, texts[0].ID)
 		f.send(m, wakeMsg{})
-		if r := row(m, "hello there"); !strings.HasSuffix(strings.TrimRight(r, " "), st) {
+		if r := row(m, "hello there"); !strings.HasSuffix(strings.TrimRight(r, " "), string(st)) {
 			t.Fatalf("row %q: want %s", r, st)
 		}
 	}
@@ -486,9 +486,62 @@ func TestContactList(t *testing.T) {
 	if r := row(m, "carol"); strings.Contains(r, "unread") {
 		t.Fatalf("row %q: want no unread", r)
 	}
+	// Esc in the list goes back to the conversation; there, Esc quits.
+	f.key(m, tea.KeyEsc)
+	if f.quit {
+		t.Fatal("Esc in the list quit instead of going back")
+	}
+	mustContain(t, m, "one", "two", "Enter send")
 	f.key(m, tea.KeyEsc)
 	if !f.quit {
-		t.Fatal("Esc did not quit the list")
+		t.Fatal("Esc did not quit")
+	}
+}
+
+// Text arrives as runs of runes when it comes in a burst (a paste without
+// bracketed paste, tmux send-keys, a slow link): a run that spells a
+// key's name is text, not that key. ("press enter twice" used to send
+// "press"; "the esc key" quit; "down", "home", "end", "delete", "up",
+// "left" vanished.)
+func TestBurstTextIsNotKeys(t *testing.T) {
+	for _, text := range []string{"press enter twice", "the esc key", "go down now", "home end delete up left right pgup tab"} {
+		f := newFixture(t, true)
+		m := f.model(Config{Contact: "bob"})
+		for i, word := range strings.Split(text, " ") {
+			if i > 0 {
+				f.send(m, tea.KeyMsg{Type: tea.KeySpace, Runes: []rune{' '}})
+			}
+			f.send(m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(word)})
+		}
+		if f.quit {
+			t.Fatalf("%q quit the chat", text)
+		}
+		if got := m.input.Value(); got != text {
+			t.Fatalf("input %q, want %q", got, text)
+		}
+		f.key(m, tea.KeyEnter)
+		if texts := f.outgoing(wire.TypeText); len(texts) != 1 || string(texts[0].Body) != text {
+			t.Fatalf("sent %+v, want %q", texts, text)
+		}
+	}
+}
+
+// Esc with a draft asks first; a second Esc (or Ctrl+C) quits.
+func TestEscWithDraft(t *testing.T) {
+	f := newFixture(t, true)
+	m := f.model(Config{Contact: "bob"})
+	f.typeText(m, "half a thought")
+	f.key(m, tea.KeyEsc)
+	if f.quit {
+		t.Fatal("Esc with a draft quit at once")
+	}
+	mustContain(t, m, "Esc again to quit")
+	if m.input.Value() != "half a thought" {
+		t.Fatalf("draft %q", m.input.Value())
+	}
+	f.key(m, tea.KeyEsc)
+	if !f.quit {
+		t.Fatal("a second Esc did not quit")
 	}
 }
 
@@ -602,7 +655,7 @@ func TestHostileText(t *testing.T) {
 			t.Errorf("view passes %q through", bad)
 		}
 	}
-	mustContain(t, m, "clear\uFFFD[2J")
+	mustContain(t, m, `clear\x1b[2J`, `\u202eevil\rend`)
 }
 
 func TestNoHistoryForgetsSeenText(t *testing.T) {

@@ -2,7 +2,8 @@ package chat
 
 import (
 	"strings"
-	"unicode"
+
+	"github.com/wschat/wschat/internal/safetext"
 
 	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/key"
@@ -88,25 +89,9 @@ func newInput(r *lipgloss.Renderer, st styles) textarea.Model {
 	return ta
 }
 
-// sanitize makes a contact's text safe to put on a terminal: control
-// characters (escape sequences among them) and the bidirectional overrides
-// that can make text read differently from what it is become U+FFFD; tabs
-// become spaces.
+// sanitize makes a contact's text safe to put on a terminal: every
+// character a terminal would act on is shown escaped (safetext, the one
+// sanitizer of every human-facing output); tabs become spaces.
 func sanitize(s string) string {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '\n':
-			return r
-		case r == '\t':
-			return ' '
-		case unicode.IsControl(r), isBidiControl(r):
-			return '\uFFFD'
-		}
-		return r
-	}, s)
-}
-
-func isBidiControl(r rune) bool {
-	return (r >= '\u202A' && r <= '\u202E') || (r >= '\u2066' && r <= '\u2069') || r == '\u200E' || r == '\u200F' || r == '\u061C'
+	return strings.ReplaceAll(safetext.Text(s), "\t", " ")
 }

@@ -16,7 +16,7 @@ import (
 
 // Key bindings.
 var (
-	keyQuit    = key.NewBinding(key.WithKeys("ctrl+c", "esc"))
+	keyQuit    = key.NewBinding(key.WithKeys("ctrl+c"))
 	keySend    = key.NewBinding(key.WithKeys("enter"))
 	keyNewline = key.NewBinding(key.WithKeys("alt+enter", "ctrl+j"))
 	keyPgUp    = key.NewBinding(key.WithKeys("pgup"))
@@ -119,8 +119,22 @@ func (m *Model) onKey(msg tea.KeyMsg) tea.Cmd {
 	if m.mode == modeList {
 		return m.onListKey(msg)
 	}
+	if msg.Type == tea.KeyRunes || msg.Type == tea.KeySpace {
+		// Text is text: a burst of typed text (a paste without bracketed
+		// paste, tmux send-keys, a slow link, dictation) arrives as runs
+		// of runes, and a run that spells a key's name ("enter", "esc",
+		// "down", "home") must not act as that key.
+		return m.insert(string(msg.Runes))
+	}
 	switch {
 	case key.Matches(msg, keyQuit):
+		return tea.Quit
+	case msg.Type == tea.KeyEsc:
+		if strings.TrimSpace(m.input.Value()) != "" && m.now().Sub(m.escAt) > escAgain {
+			m.escAt = m.now()
+			m.setStatus(false, "Esc again to quit and drop the draft (Ctrl+C quits too)")
+			return nil
+		}
 		return tea.Quit
 	case key.Matches(msg, keySend) && !msg.Paste:
 		return m.send()
@@ -166,9 +180,25 @@ func (m *Model) onKey(msg tea.KeyMsg) tea.Cmd {
 	return cmd
 }
 
+// insert puts text into the input as it is.
+func (m *Model) insert(text string) tea.Cmd {
+	before := m.input.Value()
+	m.input.InsertString(text)
+	if after := m.input.Value(); after != before {
+		return m.typed(after)
+	}
+	return nil
+}
+
+// escAgain: a second Esc within this long quits though a draft is in the
+// input.
+const escAgain = 3 * time.Second
+
 func (m *Model) onListKey(msg tea.KeyMsg) tea.Cmd {
 	switch {
-	case key.Matches(msg, keyQuit), key.Matches(msg, keyListQ):
+	case msg.Type == tea.KeyEsc && m.curOK:
+		return m.open(m.curName) // back to the conversation
+	case key.Matches(msg, keyQuit), msg.Type == tea.KeyEsc, key.Matches(msg, keyListQ):
 		return tea.Quit
 	case key.Matches(msg, keyUp):
 		if m.listSel > 0 {

@@ -206,8 +206,10 @@ func (m *Model) stateLabel(e entry, now time.Time) (string, lipgloss.Style) {
 		return "read", m.st.ok
 	case e.state == bridge.StateDelivered:
 		return "delivered", m.st.plain
+	case e.state == bridge.StateRefused:
+		return "refused", m.st.warn
 	}
-	return e.state, m.st.dim // sent, stored
+	return string(e.state), m.st.dim // sent, stored
 }
 
 // ackVisible acknowledges the incoming messages now on screen, once each.

@@ -380,3 +380,26 @@ func (b *Book) List() ([]Contact, error) {
 func unknown(name string) error {
 	return fmt.Errorf("%w: no contact is named %q", ErrUnknownContact, name)
 }
+
+// SetRelay records that the contact called name, pinned to pub, now
+// receives on relay (a canonical relay address): what a contact's signed
+// relay-moved notice says. The keys stay, and so does verification.
+// Errors: ErrUnknownContact (also when name is now pinned to other keys),
+// ErrInviteInvalid for a bad relay address.
+func (b *Book) SetRelay(name string, pub wire.PublicIdentity, relay string) (Contact, error) {
+	if err := checkRelay(relay); err != nil || relay == "" {
+		return Contact{}, fmt.Errorf("%w: relay %q: %v", ErrInviteInvalid, relay, err)
+	}
+	var out Contact
+	err := b.update(func(cs []Contact) ([]Contact, bool, error) {
+		i, ok := find(cs, name)
+		if !ok || !cs[i].Public.Equal(pub) {
+			return nil, false, unknown(name)
+		}
+		changed := cs[i].Relay != relay
+		cs[i].Relay = relay
+		out = cs[i]
+		return cs, changed, nil
+	})
+	return out, err
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/mcp"
 	"github.com/wschat/wschat/relayd"
+	"github.com/wschat/wschat/relayd/relaytest"
 	"github.com/wschat/wschat/wire"
 )
 
@@ -36,29 +36,13 @@ type world struct {
 	t     testing.TB
 	relay wire.RelayAddress
 	mb    relayd.Mailbox
+	r     *relaytest.Relay
 }
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	rid, _ := wire.NewRelayIdentity(rand.Reader)
-	mb := relayd.NewMemoryMailbox(relayd.MailboxLimits{})
-	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: mb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx, 0)
-		<-done
-	})
-	return &world{t: t, relay: srv.Address("ws://" + ln.Addr().String() + "/"), mb: mb}
+	r := relaytest.Start(t, relaytest.Options{})
+	return &world{t: t, relay: r.Addr, mb: r.Mailbox(), r: r}
 }
 
 // party is one identity with its home: contacts, store, client.

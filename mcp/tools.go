@@ -291,8 +291,9 @@ func seconds(d time.Duration) string {
 type Sent struct {
 	ID       string `json:"id" jsonschema:"message id (hex)"`
 	To       string `json:"to" jsonschema:"the contact's name"`
-	Status   string `json:"status" jsonschema:"delivered, sent or stored"`
+	Status   string `json:"status" jsonschema:"delivered, sent, stored, or queued (the relay is unreachable: it goes out by itself later; do not send it again)"`
 	TimedOut bool   `json:"timed_out,omitempty" jsonschema:"wait_delivered: no acknowledgement in time (the message stays on its way)"`
+	Note     string `json:"note,omitempty" jsonschema:"for queued: why no relay has it yet"`
 }
 
 // Statuses reported for a message sent.
@@ -300,9 +301,10 @@ const (
 	StatusDelivered = "delivered" // the contact's client acknowledged it (or a person read it)
 	StatusSent      = "sent"      // the relay handed it to the contact's online client
 	StatusStored    = "stored"    // the contact is offline; the relay keeps it for them
+	StatusQueued    = "queued"    // no relay has it yet (it is down): it waits in the outbox and goes out by itself
 )
 
-func status(state string) string {
+func status(state bridge.State) string {
 	switch state {
 	case bridge.StateDelivered, bridge.StateRead:
 		return StatusDelivered
@@ -311,7 +313,7 @@ func status(state string) string {
 	case bridge.StateStored:
 		return StatusStored
 	}
-	return state
+	return string(state)
 }
 
 func (s *Server) sendMessage(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
@@ -363,14 +365,18 @@ func (s *Server) send(ctx context.Context, tool string, to keys.Contact, body []
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	id, state, err := s.client.Send(sctx, to, body, waitDelivered)
-	if err != nil && (state == "" || state == bridge.StatePending) {
-		if state == "" {
-			return Sent{}, fmt.Errorf("could not queue the message: %w", err)
-		}
-		// In the outbox: Run's connection hands it over when it is up.
+	if state == bridge.StateRefused {
+		return Sent{}, fmt.Errorf("the relay refused the message to %s: %w", to.Name, err)
+	}
+	if err != nil && state == "" {
+		return Sent{}, fmt.Errorf("could not queue the message: %w", err)
+	}
+	if err != nil && state == bridge.StatePending {
+		// In the outbox: Run's connection hands it over when the relay
+		// is back. Not a failure of the tool: the message will go out.
 		s.log.Warn("message not yet handed to the relay", "to", to.Name, "id", id, "err", err)
-		return Sent{}, fmt.Errorf("the message to %s (id %s) is queued but the relay has not taken it yet (%v); "+
-			"it goes out automatically when the connection is back: do not send it again", to.Name, id, err)
+		return Sent{ID: id.String(), To: to.Name, Status: StatusQueued, Note: fmt.Sprintf("the relay has not taken it yet (%v); "+
+			"it goes out by itself when the connection is back: do not send it again", err)}, nil
 	}
 	// Otherwise the relay has it: an error only means the contact's
 	// acknowledgement did not come in time.

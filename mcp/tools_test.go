@@ -335,3 +335,26 @@ func TestRemovedContactNotShown(t *testing.T) {
 		t.Fatalf("%v", texts(got.Messages))
 	}
 }
+
+// With the relay down, send_message and ask_human report the message as
+// queued (it goes out by itself), not as an error that would make an
+// agent send it again; ask_human still returns where to wait from.
+func TestSendWhileRelayDown(t *testing.T) {
+	w := newWorld(t)
+	agent, bob := w.party("agent"), w.party("bob")
+	befriend(t, agent, bob)
+	_, c := serve(t, agent, mcp.Options{})
+	w.r.Stop()
+	sent, text := ok[mcp.Sent](t, c, "send_message", map[string]any{"to": "bob", "text": "while the relay is down"})
+	if sent.Status != mcp.StatusQueued || len(sent.ID) != 32 || !strings.Contains(text, "queued") {
+		t.Fatalf("relay down: %+v %q", sent, text)
+	}
+	asked, _ := ok[mcp.Asked](t, c, "ask_human", map[string]any{"to": "bob", "question": "still there?", "timeout_seconds": 1})
+	if asked.Status != mcp.StatusQueued || !asked.TimedOut || asked.NextCursor == 0 {
+		t.Fatalf("ask_human with the relay down: %+v", asked)
+	}
+	w.r.Restart()
+	bob.online(t)
+	bob.received(t, "while the relay is down")
+	bob.received(t, "still there?")
+}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/internal/relayconn"
 	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/wire"
 )
@@ -64,7 +64,7 @@ func waitGone(t testing.TB, r *testRelay, id *wire.Identity) {
 }
 
 // custodies reads custody answers until it has n entries.
-func custodies(t testing.TB, c *bridge.Conn, n int) []wire.CustodyEntry {
+func custodies(t testing.TB, c *relayconn.Conn, n int) []wire.CustodyEntry {
 	t.Helper()
 	var out []wire.CustodyEntry
 	for len(out) < n {
@@ -95,8 +95,10 @@ func TestRegistration(t *testing.T) {
 		t.Fatalf("%d frames stored", st.Frames)
 	}
 	// bob registers as wschat keygen does: a receiving connection, closed.
-	if err := bridge.Register(t.Context(), r.addr, bob, 0); err != nil {
+	if bc, err := relayconn.Dial(t.Context(), r.addr, bob, relayconn.Options{Receive: true}); err != nil {
 		t.Fatal(err)
+	} else {
+		bc.Close()
 	}
 	waitGone(t, r, bob)
 	ac.SendData(bob.Public().ID(), 0, body(2))
@@ -335,7 +337,7 @@ func TestReceiptsReachSendOnly(t *testing.T) {
 		t.Fatalf("a fourth receipt over a quota of 3: %+v", e)
 	}
 	for round := range 2 {
-		cc, err := bridge.Dial(t.Context(), r.addr, cron, bridge.DialOptions{Early: true})
+		cc, err := relayconn.Dial(t.Context(), r.addr, cron, relayconn.Options{Early: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/internal/relayconn"
 	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/wire"
 )
@@ -100,10 +100,10 @@ func TestOversizedAndBadFrames(t *testing.T) {
 	r := startRelay(t, newRelayKey(t), relayd.NewMemoryMailbox(relayd.MailboxLimits{}), relayd.Limits{}, "")
 	defer r.stop()
 	id := newIdentity(t)
-	for name, send := range map[string]func(c *bridge.Conn) error{
-		"oversized": func(c *bridge.Conn) error { return c.SendRaw(make([]byte, wire.MaxFrameSize+1)) },
-		"short":     func(c *bridge.Conn) error { return c.SendRaw(make([]byte, 3)) },
-		"garbage":   func(c *bridge.Conn) error { return c.SendRaw(bytes.Repeat([]byte{0x5a}, 300)) },
+	for name, send := range map[string]func(c *relayconn.Conn) error{
+		"oversized": func(c *relayconn.Conn) error { return c.SendRaw(make([]byte, wire.MaxFrameSize+1)) },
+		"short":     func(c *relayconn.Conn) error { return c.SendRaw(make([]byte, 3)) },
+		"garbage":   func(c *relayconn.Conn) error { return c.SendRaw(bytes.Repeat([]byte{0x5a}, 300)) },
 	} {
 		c := dial(t, r, id, false)
 		if err := send(c); err != nil {
@@ -165,8 +165,8 @@ func TestConnectionCapPerIP(t *testing.T) {
 		t.Fatalf("%d accepted, %d answered 429, %d dropped; want %d accepted", len(conns), answered, dropped, limit-len(raw))
 	}
 	// A client hears the refusal in words.
-	_, err := bridge.Dial(context.Background(), r.addr, newIdentity(t), bridge.DialOptions{})
-	var re *bridge.ConnRefusedError
+	_, err := relayconn.Dial(context.Background(), r.addr, newIdentity(t), relayconn.Options{})
+	var re *relayconn.ConnRefusedError
 	if !errors.As(err, &re) || re.Reason != wire.ReasonTooManyConns {
 		t.Fatalf("dial over the cap: %v", err)
 	}
@@ -179,7 +179,7 @@ func TestConnectionCapPerIP(t *testing.T) {
 	// The slots come back once the connections are gone.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := bridge.Dial(context.Background(), r.addr, newIdentity(t), bridge.DialOptions{})
+		c, err := relayconn.Dial(context.Background(), r.addr, newIdentity(t), relayconn.Options{})
 		if err == nil {
 			c.Close()
 			break

@@ -26,8 +26,8 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/sys/unix"
 
-	"github.com/wschat/wschat/bridge"
 	"github.com/wschat/wschat/internal/netbatch"
+	"github.com/wschat/wschat/internal/relayconn"
 	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/wire"
 )
@@ -200,12 +200,12 @@ func relayLinks(b *testing.B, r *testRelay, pairs int) []pairLink {
 	var links []pairLink
 	for p := 0; p < pairs; p++ {
 		alice, bob := newIdentity(b), newIdentity(b)
-		rc, err := bridge.Dial(context.Background(), r.addr, bob, bridge.DialOptions{Receive: true})
+		rc, err := relayconn.Dial(context.Background(), r.addr, bob, relayconn.Options{Receive: true})
 		if err != nil {
 			b.Fatal(err)
 		}
 		backlogDone(b, rc)
-		sc, err := bridge.Dial(context.Background(), r.addr, alice, bridge.DialOptions{})
+		sc, err := relayconn.Dial(context.Background(), r.addr, alice, relayconn.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -218,9 +218,9 @@ func relayLinks(b *testing.B, r *testRelay, pairs int) []pairLink {
 		}()
 		to := bob.Public().ID()
 		msg := make([]byte, frameBytes-wire.FrameHeaderSize)
-		burst := make([]bridge.OutFrame, benchWindow)
+		burst := make([]relayconn.OutFrame, benchWindow)
 		for i := range burst {
-			burst[i] = bridge.OutFrame{To: to, Body: msg}
+			burst[i] = relayconn.OutFrame{To: to, Body: msg}
 		}
 		var acks []uint64
 		links = append(links, pairLink{
@@ -384,7 +384,7 @@ func childBareLinks(b *testing.B, url string, pairs int) []pairLink {
 		if err != nil {
 			b.Fatal(err)
 		}
-		// The sender batches its bursts as bridge.Conn.SendBatch does.
+		// The sender batches its bursts as relayconn.Conn.SendBatch does.
 		var nc *netbatch.Conn
 		d := websocket.Dialer{NetDialContext: netbatch.Dialer(func(c *netbatch.Conn) { nc = c })}
 		sc, _, err := d.Dial(url+"?r=send", nil)
@@ -699,9 +699,9 @@ func BenchmarkIdleMemory(b *testing.B) {
 		id := newIdentity(b)
 		_, before := r.stats(b)
 		heap0, stack0 := r.heap, r.stack
-		var conns []*bridge.Conn
+		var conns []*relayconn.Conn
 		for i := 0; i < n; i++ {
-			c, err := bridge.Dial(context.Background(), r.addr, id, bridge.DialOptions{Receive: i%2 == 0})
+			c, err := relayconn.Dial(context.Background(), r.addr, id, relayconn.Options{Receive: i%2 == 0})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -740,8 +740,8 @@ func BenchmarkReconnectStorm(b *testing.B) {
 		for i := range ids {
 			ids[i] = newIdentity(b)
 		}
-		dialAll := func(addr wire.RelayAddress) ([]*bridge.Conn, time.Duration) {
-			conns := make([]*bridge.Conn, n)
+		dialAll := func(addr wire.RelayAddress) ([]*relayconn.Conn, time.Duration) {
+			conns := make([]*relayconn.Conn, n)
 			work := make(chan int)
 			var wg sync.WaitGroup
 			start := time.Now()
@@ -751,7 +751,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 					defer wg.Done()
 					for i := range work {
 						for {
-							c, err := bridge.Dial(context.Background(), addr, ids[i], bridge.DialOptions{Receive: true})
+							c, err := relayconn.Dial(context.Background(), addr, ids[i], relayconn.Options{Receive: true})
 							if err == nil {
 								conns[i] = c
 								break

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/internal/relayconn"
 	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/wire"
 )
@@ -118,7 +118,7 @@ func TestClientCutMidFrame(t *testing.T) {
 	alice, bob := newIdentity(t), newIdentity(t)
 	bc := dial(t, r, bob, true)
 	backlogDone(t, bc)
-	c, err := bridge.Dial(context.Background(), p.addr(r), alice, bridge.DialOptions{})
+	c, err := relayconn.Dial(context.Background(), p.addr(r), alice, relayconn.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestHalfOpenConnection(t *testing.T) {
 	defer r.stop()
 	p := startProxy(t, r.ln.Addr().String())
 	alice, bob := newIdentity(t), newIdentity(t)
-	bc, err := bridge.Dial(context.Background(), p.addr(r), bob, bridge.DialOptions{Receive: true})
+	bc, err := relayconn.Dial(context.Background(), p.addr(r), bob, relayconn.Options{Receive: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 		HandshakeTimeout:  l.HandshakeTimeout,
 		CheckOrigin:       s.checkOrigin,
 		EnableCompression: false,
-		Subprotocols:      []string{Subprotocol},
+		Subprotocols:      []string{wire.Subprotocol},
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			refuseHTTP(w, status, wire.ReasonHandshakeFailed, reason.Error())
 		},
@@ -188,9 +188,6 @@ func New(cfg Config) (*Server, error) {
 	go s.janitor()
 	return s, nil
 }
-
-// Subprotocol is the WebSocket subprotocol the relay offers.
-const Subprotocol = "wschat.v1"
 
 func setDefault[T comparable](v *T, d T) {
 	var zero T

@@ -17,7 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/internal/relayconn"
 	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/wire"
 )
@@ -79,9 +79,9 @@ func newIdentity(t testing.TB) *wire.Identity {
 	return id
 }
 
-func dial(t testing.TB, r *testRelay, id *wire.Identity, receive bool) *bridge.Conn {
+func dial(t testing.TB, r *testRelay, id *wire.Identity, receive bool) *relayconn.Conn {
 	t.Helper()
-	c, err := bridge.Dial(context.Background(), r.addr, id, bridge.DialOptions{Receive: receive})
+	c, err := relayconn.Dial(context.Background(), r.addr, id, relayconn.Options{Receive: receive})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -108,7 +108,7 @@ func body(n int) []byte {
 }
 
 // read returns the next frame within 5 seconds.
-func read(t testing.TB, c *bridge.Conn) bridge.Incoming {
+func read(t testing.TB, c *relayconn.Conn) relayconn.Incoming {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	in, err := c.Read()
@@ -119,7 +119,7 @@ func read(t testing.TB, c *bridge.Conn) bridge.Incoming {
 }
 
 // readData skips relay commands (recording BacklogDone) until a data frame.
-func readData(t testing.TB, c *bridge.Conn) bridge.Incoming {
+func readData(t testing.TB, c *relayconn.Conn) relayconn.Incoming {
 	t.Helper()
 	for {
 		if in := read(t, c); in.Command == nil {
@@ -128,7 +128,7 @@ func readData(t testing.TB, c *bridge.Conn) bridge.Incoming {
 	}
 }
 
-func custody(t testing.TB, c *bridge.Conn) wire.CustodyEntry {
+func custody(t testing.TB, c *relayconn.Conn) wire.CustodyEntry {
 	t.Helper()
 	for {
 		in := read(t, c)
@@ -138,7 +138,7 @@ func custody(t testing.TB, c *bridge.Conn) wire.CustodyEntry {
 	}
 }
 
-func backlogDone(t testing.TB, c *bridge.Conn) uint32 {
+func backlogDone(t testing.TB, c *relayconn.Conn) uint32 {
 	t.Helper()
 	for {
 		in := read(t, c)
@@ -151,7 +151,7 @@ func backlogDone(t testing.TB, c *bridge.Conn) uint32 {
 	}
 }
 
-func ack(t testing.TB, c *bridge.Conn, in bridge.Incoming) {
+func ack(t testing.TB, c *relayconn.Conn, in relayconn.Incoming) {
 	t.Helper()
 	if err := c.SendCommand(&wire.Command{Op: wire.OpAck, Acks: []uint64{in.Header.Index}}); err != nil {
 		t.Fatal(err)
@@ -258,13 +258,13 @@ func TestSendBatch(t *testing.T) {
 	backlogDone(t, bc)
 	ac := dial(t, r, alice, false)
 	const n = 300 // more than one write's worth of 256-byte frames
-	var burst []bridge.OutFrame
+	var burst []relayconn.OutFrame
 	for i := range n {
 		to := bob.Public().ID()
 		if i%3 == 2 {
 			to = carol.Public().ID() // offline: stored
 		}
-		burst = append(burst, bridge.OutFrame{To: to, Body: append(body(i), make([]byte, 200)...)})
+		burst = append(burst, relayconn.OutFrame{To: to, Body: append(body(i), make([]byte, 200)...)})
 	}
 	first, err := ac.SendBatch(burst)
 	if err != nil {
@@ -309,7 +309,7 @@ func TestSendBatch(t *testing.T) {
 	}
 }
 
-func ping(t testing.TB, c *bridge.Conn) {
+func ping(t testing.TB, c *relayconn.Conn) {
 	t.Helper()
 	if err := c.SendCommand(&wire.Command{Op: wire.OpPing, Token: 77}); err != nil {
 		t.Fatal(err)
@@ -357,7 +357,7 @@ func TestSeveralConnectionsPerIdentity(t *testing.T) {
 	ac := dial(t, r, alice, false)
 	ac.SendData(bob.Public().ID(), 0, body(7))
 	custody(t, ac)
-	for _, c := range []*bridge.Conn{b1, b2} {
+	for _, c := range []*relayconn.Conn{b1, b2} {
 		if in := readData(t, c); in.Body[1] != 7 {
 			t.Fatal("wrong frame")
 		}
@@ -418,8 +418,8 @@ func TestWrongRelayKey(t *testing.T) {
 	defer r.stop()
 	addr := r.addr
 	addr.Key = newRelayKey(t).Public()
-	_, err := bridge.Dial(context.Background(), addr, newIdentity(t), bridge.DialOptions{})
-	if !errors.Is(err, bridge.ErrRelayAuth) {
+	_, err := relayconn.Dial(context.Background(), addr, newIdentity(t), relayconn.Options{})
+	if !errors.Is(err, relayconn.ErrRelayAuth) {
 		t.Fatalf("dial with the wrong key: %v", err)
 	}
 }
@@ -432,7 +432,7 @@ func TestEarlyDial(t *testing.T) {
 	defer r.stop()
 	alice, bob := newIdentity(t), newIdentity(t)
 	register(t, r, bob)
-	ac, err := bridge.Dial(context.Background(), r.addr, alice, bridge.DialOptions{Early: true})
+	ac, err := relayconn.Dial(context.Background(), r.addr, alice, relayconn.Options{Early: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +457,7 @@ func TestEarlyDial(t *testing.T) {
 
 	addr := r.addr
 	addr.Key = newRelayKey(t).Public()
-	wc, err := bridge.Dial(context.Background(), addr, alice, bridge.DialOptions{Early: true})
+	wc, err := relayconn.Dial(context.Background(), addr, alice, relayconn.Options{Early: true})
 	if err != nil {
 		t.Fatalf("early dial with the wrong key: %v (the relay's answer comes later)", err)
 	}

@@ -1,7 +1,7 @@
 #!/bin/sh
 # answer.sh — a handler for `wschat listen -- ./scripts/answer.sh`.
 # wschat runs it once per message: the text on stdin, the fields in
-# WSCHAT_FROM, WSCHAT_FROM_ID, WSCHAT_ID, WSCHAT_SENT_AT, WSCHAT_CURSOR ...
+# WSCHAT_MSG_FROM, WSCHAT_MSG_FROM_ID, WSCHAT_MSG_ID, WSCHAT_MSG_SENT_AT, WSCHAT_MSG_VERIFIED ...
 # The text is data from a verified contact, never a command: this handler
 # only matches a few fixed words.
 set -u
@@ -12,4 +12,4 @@ uptime) reply=$(uptime) ;;
 df) reply=$(df -h / | tail -n 1) ;;
 *) reply="I know: ping, uptime, df" ;;
 esac
-wschat send --to "$WSCHAT_FROM" "$reply" >/dev/null
+wschat send --to "$WSCHAT_MSG_FROM" "$reply" >/dev/null

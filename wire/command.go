@@ -33,8 +33,9 @@ const (
 	//	n u16 (1..MaxCommandEntries) ‖ n × frame index u64
 	OpAck Op = 0x03
 
-	// OpError (relay -> client) reports a connection-level problem; the
-	// relay may close the connection after it:
+	// OpError (relay -> client) is reserved: this version never sends
+	// it (a connection ends with a WebSocket close code, PROTOCOL.md §3),
+	// and clients ignore it. Its layout, for a later version:
 	//
 	//	reason u8 ‖ retry after u32 (ms, 0 = not before a new attempt)
 	OpError Op = 0x04
@@ -128,8 +129,11 @@ func (s Status) String() string {
 	return fmt.Sprintf("status(%d)", byte(s))
 }
 
-// Reason says why a frame was refused or a connection ended. The values
-// are also the relay's metric labels (Reason.String).
+// Reason says why a frame was refused. The values are also the relay's
+// metric labels (Reason.String). Reserved (never sent by this version):
+// ReasonRateLimited, ReasonVersion, ReasonIdle, ReasonExpired. Relay-local
+// (counted in the relay's metrics, never in a Custody entry):
+// ReasonTooManyConns, ReasonHandshakeFailed, ReasonSlowConsumer.
 type Reason byte
 
 const (

@@ -94,6 +94,12 @@ const (
 	TypeTyping MessageType = 0x04
 	// TypePresence (ephemeral): body is one byte, 1 online, 0 leaving.
 	TypePresence MessageType = 0x05
+	// TypeRelayMoved: the sender now receives on another relay; body is
+	// that relay's address in canonical form (ParseRelayAddress, at most
+	// MaxRelayAddressLen bytes). The recipient sends to the sender there
+	// from now on; its keys are unchanged, so trust is unchanged. A
+	// notice older (by sent-at) than one already applied is ignored.
+	TypeRelayMoved MessageType = 0x06
 )
 
 // Ephemeral reports whether messages of type t travel in frames marked
@@ -116,6 +122,8 @@ func (t MessageType) String() string {
 		return "typing"
 	case TypePresence:
 		return "presence"
+	case TypeRelayMoved:
+		return "relay_moved"
 	}
 	return fmt.Sprintf("type(%#x)", byte(t))
 }
@@ -421,6 +429,10 @@ func checkBody(t MessageType, b []byte) error {
 	case TypeTyping, TypePresence:
 		if len(b) != 1 || b[0] > 1 {
 			return fmt.Errorf("%w: %s body", ErrInnerMalformed, t)
+		}
+	case TypeRelayMoved:
+		if a, err := ParseRelayAddress(string(b)); err != nil || a.String() != string(b) {
+			return fmt.Errorf("%w: relay_moved body is not a canonical relay address", ErrInnerMalformed)
 		}
 	}
 	return nil

@@ -374,3 +374,24 @@ func TestReplayStateCorrupt(t *testing.T) {
 		}
 	}
 }
+
+// A relay-moved notice carries exactly one relay address in canonical
+// form; anything else is malformed, at sealing and at opening.
+func TestRelayMovedBody(t *testing.T) {
+	alice, bob := fixedIdentity(t, 1), fixedIdentity(t, 2)
+	ab, _ := alice.Pair(bob.Public())
+	ba, _ := bob.Pair(alice.Public())
+	good := "ws://127.0.0.1:8443/#YFpyXSpK3-6xop4X7dYhwbdZPujNvESsbEq24vgF0jw"
+	env, err := ab.Seal(nil, &Message{SentAt: fixedTime, Type: TypeRelayMoved, Body: []byte(good)}, detRand("moved"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ba.Open(env); err != nil || string(m.Body) != good {
+		t.Fatalf("open: %v", err)
+	}
+	for _, bad := range []string{"", "ws://127.0.0.1:8443/", good + " ", "http://x/#YFpyXSpK3-6xop4X7dYhwbdZPujNvESsbEq24vgF0jw", good[:len(good)-1]} {
+		if _, err := ab.Seal(nil, &Message{SentAt: fixedTime, Type: TypeRelayMoved, Body: []byte(bad)}, detRand("moved")); !errors.Is(err, ErrInnerMalformed) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -148,6 +148,16 @@ func goldenVectors(t *testing.T) []vector {
 		t.Fatal(err)
 	}
 	add("frame_s2c_4_push_result", result)
+	// Since 2026-12: alice tells bob she now receives on another relay.
+	moved := &Message{SentAt: fixedTime, Type: TypeRelayMoved, Body: []byte(goldenMovedTo)}
+	for i := range moved.ID {
+		moved.ID[i] = byte(0x40 + i)
+	}
+	menv, err := ab.Seal(nil, moved, detRand("golden relay moved"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("envelope_alice_to_bob_relay_moved", menv)
 	return out
 }
 
@@ -160,6 +170,9 @@ func goldenPushKey() []byte {
 		"4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
 	return k
 }
+
+// goldenMovedTo is the relay address in the relay-moved vector.
+const goldenMovedTo = "wss://relay.example.com/#YFpyXSpK3-6xop4X7dYhwbdZPujNvESsbEq24vgF0jw"
 
 func TestGoldenVectors(t *testing.T) {
 	got := goldenVectors(t)
@@ -326,5 +339,12 @@ func TestGoldenDecode(t *testing.T) {
 	rm, err := ba.Open(receipt[FrameHeaderSize:])
 	if err != nil || rm.Type != TypeDelivered || len(AckIDs(rm.Body)) != 1 || AckIDs(rm.Body)[0][0] != 0x10 {
 		t.Fatalf("receipt: %+v, %v", rm, err)
+	}
+	mv, err := ba.Open(b("envelope_alice_to_bob_relay_moved"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(mv.Body) != goldenMovedTo || mv.Type != TypeRelayMoved || mv.ID[0] != 0x40 {
+		t.Fatalf("opened %+v", mv)
 	}
 }

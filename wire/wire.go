@@ -34,6 +34,9 @@
 //	   clear), per-connection blinding keys, authenticated relay commands,
 //	   per-direction BLAKE3-derived message keys bound to both fingerprints,
 //	   signature inside the ciphertext, message ids, padding buckets.
+//	1  (2026-12) additions only: message type TypeRelayMoved; the
+//	   subprotocol name here (Subprotocol); OpError and four reasons
+//	   reserved, three relay-local.
 package wire
 
 import "crypto/ed25519"
@@ -41,6 +44,10 @@ import "crypto/ed25519"
 // ProtocolVersion is the version spoken in the handshake and written in
 // every peer envelope. A receiver refuses any other version (no downgrade).
 const ProtocolVersion = 1
+
+// Subprotocol is the WebSocket subprotocol of protocol version 1: the
+// client offers it, the relay accepts only it (PROTOCOL.md §3).
+const Subprotocol = "wschat.v1"
 
 // BLAKE3 derive_key contexts. Each names the protocol version, so a future
 // version derives unrelated keys from the same material.

@@ -3,20 +3,18 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wschat/wschat/bridge"
 	"github.com/wschat/wschat/keys"
-	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/wire"
 )
 
@@ -29,20 +27,7 @@ func benchSetup(b *testing.B) (bin, alice, bob string, relay wire.RelayAddress) 
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	rid, _ := wire.NewRelayIdentity(rand.Reader)
-	srv, err := relayd.New(relayd.Config{Identity: rid, Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 1 << 20, MaxBytes: 1 << 32}),
-		Limits: relayd.Limits{RateBytes: 1 << 30, RateBurst: 1 << 30}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ln)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx, 0)
-	})
-	relay = srv.Address("ws://" + ln.Addr().String() + "/")
+	relay = startTestRelay(b)
 	alice, bob = filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
 	invites := map[string]string{}
 	for _, h := range []string{alice, bob} {
@@ -118,20 +103,13 @@ func BenchmarkListenBacklog(b *testing.B) {
 		to, _ := book.Get("bob")
 		ctx := context.Background()
 		for i := 0; i < n; i++ {
-			if _, err := c.Queue(ctx, to, wire.TypeText, []byte(fmt.Sprintf("backlog %d", i)), false); err != nil {
+			if _, err := c.Queue(ctx, to, wire.TypeText, []byte(fmt.Sprintf("backlog %d", i))); err != nil {
 				b.Fatal(err)
 			}
 		}
-		s, err := c.Connect(ctx, false)
-		if err != nil {
-			b.Fatal(err)
+		if n, err := c.Deliver(ctx); err != nil || n != 10000 {
+			b.Fatalf("delivered %d: %v", n, err)
 		}
-		go s.Serve(ctx, nil)
-		s.Flush(ctx)
-		for s.Awaiting() > 0 {
-			<-s.CustodySignal()
-		}
-		s.Close()
 		store.Close()
 
 		start := time.Now()
@@ -147,5 +125,75 @@ func BenchmarkListenBacklog(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)/d.Seconds(), "msgs/s")
 		b.ReportMetric(d.Seconds(), "s")
+	}
+}
+
+// BenchmarkSendColdVsBase compares `wschat send` as a fresh process, start
+// to exit, with the binary built from another commit, in one run:
+// WSCHAT_BENCH_BASE=<commit> go test -run '^$' -bench SendColdVsBase
+// ./cmd/wschat. The two alternate run by run (WSCHAT_BENCH_RUNS each,
+// default 300), against one relay in this process, each with its own
+// home, so that the machine's noise falls on both alike; it reports both
+// medians and their difference. Skipped without WSCHAT_BENCH_BASE.
+func BenchmarkSendColdVsBase(b *testing.B) {
+	base := os.Getenv("WSCHAT_BENCH_BASE")
+	if base == "" {
+		b.Skip("set WSCHAT_BENCH_BASE to a commit to compare with")
+	}
+	runs := 300
+	if n, err := strconv.Atoi(os.Getenv("WSCHAT_BENCH_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
+	bin, alice, _, relay := benchSetup(b)
+	dir := b.TempDir()
+	src := filepath.Join(dir, "src")
+	if out, err := exec.Command("git", "worktree", "add", "--detach", src, base).CombinedOutput(); err != nil {
+		b.Fatalf("git worktree add: %v\n%s", err, out)
+	}
+	b.Cleanup(func() { exec.Command("git", "worktree", "remove", "--force", src).Run() })
+	baseBin := filepath.Join(dir, "wschat-base")
+	build := exec.Command("go", "build", "-o", baseBin, "./cmd/wschat")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build %s: %v\n%s", base, err, out)
+	}
+	// The base binary's own homes, made and paired by it.
+	bA, bB := filepath.Join(dir, "base-alice"), filepath.Join(dir, "base-bob")
+	inv := map[string]string{}
+	for _, h := range []string{bA, bB} {
+		out, err := exec.Command(baseBin, "--home", h, "keygen", "--name", filepath.Base(h), "--relay", relay.String()).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		inv[h] = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command(baseBin, "--home", bA, "contacts", "add", "bob", inv[bB]).CombinedOutput(); err != nil {
+		b.Fatalf("%v %s", err, out)
+	}
+	run := func(bin, home string, i int) time.Duration {
+		start := time.Now()
+		if out, err := exec.Command(bin, "--home", home, "send", "--to", "bob", fmt.Sprintf("cold %d", i)).CombinedOutput(); err != nil {
+			b.Fatalf("%s: %v %s", bin, err, out)
+		}
+		return time.Since(start)
+	}
+	for b.Loop() {
+		var cur, old []time.Duration
+		for i := range runs {
+			if i%2 == 0 { // who goes first alternates too
+				cur = append(cur, run(bin, alice, i))
+				old = append(old, run(baseBin, bA, i))
+			} else {
+				old = append(old, run(baseBin, bA, i))
+				cur = append(cur, run(bin, alice, i))
+			}
+		}
+		slices.Sort(cur)
+		slices.Sort(old)
+		mc, mo := cur[runs/2], old[runs/2]
+		b.ReportMetric(float64(mc.Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(mo.Microseconds())/1000, "base-p50-ms")
+		b.ReportMetric(float64((mc-mo).Microseconds())/1000, "diff-ms")
+		b.ReportMetric(float64(mc)/float64(mo), "ratio")
 	}
 }

@@ -9,8 +9,9 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/wschat/wschat/internal/safetext"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -103,11 +104,12 @@ func runChat(ctx context.Context, e *env, h *homeFlags, o *chatOptions, name str
 		return err
 	}
 	defer closeLog()
-	f, client, book, closeAll, err := openChatClient(h, logger)
+	hm, err := h.open(homeOptions{client: true, logger: logger})
 	if err != nil {
 		return err
 	}
-	defer closeAll()
+	defer hm.Close()
+	client, book := hm.client, hm.book
 	var contact keys.Contact
 	if name != "" {
 		if contact, err = lookupContact(book, name); err != nil {
@@ -118,7 +120,7 @@ func runChat(ctx context.Context, e *env, h *homeFlags, o *chatOptions, name str
 		return runChatLines(ctx, e, client, book, contact, o, outTTY)
 	}
 	return chat.Run(ctx, chat.Config{
-		Client: client, Book: book, Self: f.Identity.Public(), SelfName: f.Name,
+		Client: client, Book: book, Self: hm.file.Identity.Public(), SelfName: hm.file.Name,
 		Contact: name, NoHistory: h.noHistory, NoColor: os.Getenv("NO_COLOR") != "",
 	}, in, out)
 }
@@ -135,29 +137,6 @@ func openLog(path string) (*slog.Logger, func(), error) {
 	return slog.New(slog.NewTextHandler(f, nil)), func() { f.Close() }, nil
 }
 
-// openChatClient is homeFlags.open with a logger, keeping the identity
-// file (the chat shows safety numbers and its own name).
-func openChatClient(h *homeFlags, logger *slog.Logger) (*keys.IdentityFile, *bridge.Client, *keys.Book, func(), error) {
-	f, err := h.loadIdentity()
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	addr, err := h.relayAddress(f)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	book, err := keys.OpenBook(h.contactsPath())
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	store, err := bridge.OpenStore(h.storePath(), !h.noHistory)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	c := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: book, Store: store, Logger: logger})
-	return f, c, book, func() { c.Close(); store.Close() }, nil
-}
-
 // runChatLines is chat without a terminal: stdin's lines go to the contact
 // one message each, the contact's messages come out as "name: text" lines.
 // It ends when stdin has ended, everything read has reached the relay, and
@@ -168,18 +147,9 @@ func runChatLines(ctx context.Context, e *env, client *bridge.Client, book *keys
 	if err != nil {
 		return err
 	}
-	runCtx, stopRun := context.WithCancel(ctx)
-	ran := make(chan struct{})
-	defer func() {
-		stopRun()
-		select {
-		case <-ran:
-		case <-time.After(2 * time.Second):
-		}
-	}()
-	changed := make(chan struct{}, 1)
-	connected := false
-	go func() { defer close(ran); client.Run(runCtx, changed, connectedFn(e, &connected)) }()
+	bg := runBackground(ctx, e, client)
+	defer bg.close()
+	runDone := bg.done
 
 	// The sender: one line at a time, in order, each until the relay has it.
 	failed := 0
@@ -236,7 +206,7 @@ func runChatLines(ctx context.Context, e *env, client *bridge.Client, book *keys
 				noteOther(e, book, r, others)
 				continue
 			}
-			fmt.Fprintln(e.stdout, plainLine(contact.Name, sanitizeLine(string(r.Body))))
+			fmt.Fprintln(e.stdout, plainLine(contact.Name, safetext.Text(string(r.Body))))
 			seen = append(seen, r.ID)
 		}
 		if markRead && len(seen) > 0 {
@@ -250,7 +220,12 @@ func runChatLines(ctx context.Context, e *env, client *bridge.Client, book *keys
 			continue
 		}
 		select {
-		case <-changed:
+		case <-bg.changed:
+		case <-runDone:
+			if bg.err != nil {
+				return bg.err
+			}
+			runDone = nil
 		case <-client.Changed():
 		case <-tick.C:
 		case <-sentDone:
@@ -277,17 +252,6 @@ func noteOther(e *env, book *keys.Book, r bridge.Record, noted map[wire.RoutingI
 	if c, err := book.ByID(r.PeerID); err == nil && c.Public.Fingerprint() == r.PeerFP {
 		fmt.Fprintf(e.stderr, "wschat: %s wrote too; read it with: wschat chat %s\n", c.Name, c.Name)
 	}
-}
-
-// sanitizeLine keeps a contact's text from driving the terminal: control
-// characters other than newline and tab become U+FFFD.
-func sanitizeLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r != '\n' && r != '\t' && unicode.IsControl(r) {
-			return '\uFFFD'
-		}
-		return r
-	}, strings.ReplaceAll(s, "\r\n", "\n"))
 }
 
 func truncateText(s string, n int) string {

@@ -148,7 +148,9 @@ func TestChatTerminal(t *testing.T) {
 	a.waitRow("after resize", " bob", "connected")
 
 	a.write("\x03") // Ctrl+C
-	b.write("\x1b") // Esc
+	b.write("\x1b") // Esc, with a draft: it asks first
+	b.waitRow("Esc with a draft", "Esc again", "drop the draft")
+	b.write("\x1b")
 	for _, c := range []*ptyChat{a, b} {
 		if err := c.wait(); err != nil {
 			t.Fatalf("%s's chat: %v\n%s", c.name, err, c.screen.text())

@@ -27,18 +27,24 @@ in the home directory, with a nickname and the relay it uses, and print its
 invite: one line to hand to the people and agents you will talk with.
 The key file is written 0600 and never overwritten without --force.
 
-With --relay, keygen registers the identity on that relay (a relay keeps
-messages only for identities registered on it, for 90 days after their
-last wschat listen, chat or mcp by default) and refuses a relay it cannot
-reach; --offline skips that.`,
+--relay is required: an invite without a relay reaches no one. keygen
+registers the identity on that relay (a relay keeps messages only for
+identities registered on it, for 90 days after their last wschat listen,
+chat or mcp by default) and refuses a relay it cannot reach; --offline
+skips that (and allows no relay).
+Exit codes: 0 made, 1 the relay cannot be reached, 2 usage.`,
 		Example: `  wschat keygen --name alice --relay 'ws://127.0.0.1:8443/#YFpy...'
-  WSCHAT_HOME=~/.wschat-bot wschat keygen --name bot --relay "$RELAY"`,
+  WSCHAT_HOME=~/.wschat-bot wschat keygen --name bot --relay "$RELAY"
+  wschat keygen --name laptop --offline --relay "$RELAY"   # on a train`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := keys.CheckNick(name); err != nil {
 				return usageError{fmt.Errorf("--name: %w", err)}
 			}
-			if h.relay != "" {
+			switch {
+			case h.relay == "" && !offline:
+				return withHint(usageError{errors.New("--relay ADDRESS is required")}, "pass the line 'wschat relay' prints, or --offline to make an identity without one")
+			case h.relay != "":
 				if _, err := wire.ParseRelayAddress(h.relay); err != nil {
 					return usageError{fmt.Errorf("--relay: %w", err)}
 				}

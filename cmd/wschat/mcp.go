@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wschat/wschat/bridge"
 	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/mcp"
 	"github.com/wschat/wschat/wire"
@@ -89,27 +88,13 @@ func runMCP(cmd *cobra.Command, e *env, h *homeFlags, o *mcpOptions) error {
 		}
 		return a
 	}}))
-	// As homeFlags.open, with a logger: stdout is the protocol's.
-	f, err := h.loadIdentity()
+	hm, err := h.open(homeOptions{client: true, logger: log}) // a logger: stdout is the protocol's
 	if err != nil {
 		return err
 	}
-	addr, err := h.relayAddress(f)
-	if err != nil {
-		return err
-	}
-	f.Relay = addr.String() // the invite names the relay in use
-	book, err := keys.OpenBook(h.contactsPath())
-	if err != nil {
-		return err
-	}
-	store, err := bridge.OpenStore(h.storePath(), !h.noHistory)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	client := bridge.NewClient(bridge.Config{Identity: f.Identity, Relay: addr, Book: book, Store: store, Logger: log})
-	defer client.Close() // before the store closes: sends finish saving
+	defer hm.Close() // the client before the store
+	f, book, client := hm.file, hm.book, hm.client
+	f.Relay = hm.relay.String() // the invite names the relay in use
 	srv, err := mcp.New(mcp.Config{Client: client, Book: book, Self: f, Logger: log, Version: version,
 		Options: mcp.Options{Allow: o.allow, ReadOnly: o.readOnly, MaxText: o.maxText, SendRate: o.rate, SendBurst: o.burst}})
 	if errors.Is(err, keys.ErrUnknownContact) || errors.Is(err, keys.ErrInvalidContactName) {

@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +24,7 @@ import (
 	"github.com/wschat/wschat/bridge"
 	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/relayd"
+	"github.com/wschat/wschat/relayd/relaytest"
 	"github.com/wschat/wschat/wire"
 )
 
@@ -52,26 +51,9 @@ func newMCPWorld(tb testing.TB) *mcpWorld {
 // test ends.
 func startTestRelay(tb testing.TB) wire.RelayAddress {
 	tb.Helper()
-	rid, _ := wire.NewRelayIdentity(rand.Reader)
-	srv, err := relayd.New(relayd.Config{Identity: rid,
-		Mailbox: relayd.NewMemoryMailbox(relayd.MailboxLimits{MaxFrames: 1 << 20, MaxBytes: 1 << 32}),
-		Limits:  relayd.Limits{RateBytes: 1 << 30, RateBurst: 1 << 30}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx, 0)
-		<-done
-	})
-	return srv.Address("ws://" + ln.Addr().String() + "/")
+	return relaytest.Start(tb, relaytest.Options{
+		MailboxLimits: relayd.MailboxLimits{MaxFrames: 1 << 20, MaxBytes: 1 << 32},
+		Limits:        relayd.Limits{RateBytes: 1 << 30, RateBurst: 1 << 30}}).Addr
 }
 
 // home makes an identity with `wschat keygen` and returns its home.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/internal/relayconn"
 	"github.com/wschat/wschat/relayd"
 	"github.com/wschat/wschat/wire"
 )
@@ -108,12 +108,12 @@ http {
 	addr := wire.RelayAddress{URL: "ws://" + base + "/", Key: rid.Public()}
 	alice, _ := wire.NewIdentity(rand.Reader)
 	bob, _ := wire.NewIdentity(rand.Reader)
-	bc, err := bridge.Dial(context.Background(), addr, bob, bridge.DialOptions{Receive: true})
+	bc, err := relayconn.Dial(context.Background(), addr, bob, relayconn.Options{Receive: true})
 	if err != nil {
 		t.Fatalf("dial through nginx: %v", err)
 	}
 	defer bc.Close()
-	ac, err := bridge.Dial(context.Background(), addr, alice, bridge.DialOptions{})
+	ac, err := relayconn.Dial(context.Background(), addr, alice, relayconn.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,8 +124,8 @@ http {
 	}
 	// The relay counts the client nginx names (127.0.0.1, here too): a
 	// third connection over a cap of 2 is refused in words.
-	_, err = bridge.Dial(context.Background(), addr, alice, bridge.DialOptions{})
-	if re, ok := err.(*bridge.ConnRefusedError); !ok || re.Reason != wire.ReasonTooManyConns {
+	_, err = relayconn.Dial(context.Background(), addr, alice, relayconn.Options{})
+	if re, ok := err.(*relayconn.ConnRefusedError); !ok || re.Reason != wire.ReasonTooManyConns {
 		t.Fatalf("third connection: %v", err)
 	}
 }

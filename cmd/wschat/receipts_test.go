@@ -90,7 +90,7 @@ func TestReceiptsOfASendOnlyIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var states []string
+	var states []bridge.State
 	for _, r := range recs {
 		if r.Type == wire.TypeText {
 			states = append(states, r.State)

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/internal/relayconn"
 	"github.com/wschat/wschat/wire"
 )
 
@@ -84,12 +84,12 @@ func startRelayProc(t *testing.T, bin string, args ...string) *relayProc {
 	return nil
 }
 
-func dialProc(t *testing.T, addr wire.RelayAddress, id *wire.Identity, receive bool) *bridge.Conn {
+func dialProc(t *testing.T, addr wire.RelayAddress, id *wire.Identity, receive bool) *relayconn.Conn {
 	t.Helper()
 	var err error
 	for i := 0; i < 50; i++ {
-		var c *bridge.Conn
-		if c, err = bridge.Dial(context.Background(), addr, id, bridge.DialOptions{Receive: receive}); err == nil {
+		var c *relayconn.Conn
+		if c, err = relayconn.Dial(context.Background(), addr, id, relayconn.Options{Receive: receive}); err == nil {
 			t.Cleanup(func() { c.Close() })
 			return c
 		}
@@ -119,7 +119,7 @@ func registerGone(t *testing.T, addr wire.RelayAddress, id *wire.Identity) {
 	}
 }
 
-func nextData(t *testing.T, c *bridge.Conn) bridge.Incoming {
+func nextData(t *testing.T, c *relayconn.Conn) relayconn.Incoming {
 	t.Helper()
 	for {
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -133,7 +133,7 @@ func nextData(t *testing.T, c *bridge.Conn) bridge.Incoming {
 	}
 }
 
-func nextCustody(t *testing.T, c *bridge.Conn) wire.CustodyEntry {
+func nextCustody(t *testing.T, c *relayconn.Conn) wire.CustodyEntry {
 	t.Helper()
 	for {
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -281,12 +281,12 @@ func TestRelayBinaryTLS(t *testing.T) {
 	}
 	alice, _ := wire.NewIdentity(rand.Reader)
 	bob, _ := wire.NewIdentity(rand.Reader)
-	bc, err := bridge.Dial(context.Background(), r.addr, bob, bridge.DialOptions{Receive: true, TLS: &tls.Config{RootCAs: pool}})
+	bc, err := relayconn.Dial(context.Background(), r.addr, bob, relayconn.Options{Receive: true, TLS: &tls.Config{RootCAs: pool}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer bc.Close()
-	ac, err := bridge.Dial(context.Background(), r.addr, alice, bridge.DialOptions{TLS: &tls.Config{RootCAs: pool}})
+	ac, err := relayconn.Dial(context.Background(), r.addr, alice, relayconn.Options{TLS: &tls.Config{RootCAs: pool}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestRelayBinaryTLS(t *testing.T) {
 		t.Fatalf("frame from %s", in.Header.ID)
 	}
 	// A client that does not trust the certificate does not connect.
-	if _, err := bridge.Dial(context.Background(), r.addr, alice, bridge.DialOptions{}); err == nil {
+	if _, err := relayconn.Dial(context.Background(), r.addr, alice, relayconn.Options{}); err == nil {
 		t.Fatal("connected without trusting the certificate")
 	}
 }

@@ -50,12 +50,20 @@ func (e hintError) Unwrap() error { return e.err }
 
 func withHint(err error, hint string) error { return hintError{err, hint} }
 
+// warning is a problem worth saying that does not fail the command
+// (exit 0): printed as "wschat: warning: ...".
+type warning struct{ err error }
+
+func (w warning) Error() string { return w.err.Error() }
+func (w warning) Unwrap() error { return w.err }
+
 // exitCode maps an error to the exit code. The one place it happens.
 func exitCode(err error) int {
 	var ue usageError
 	var te trustError
+	var w warning
 	switch {
-	case err == nil:
+	case err == nil, errors.As(err, &w):
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
@@ -75,7 +83,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "wschat: %s\n", err)
+		var w warning
+		if errors.As(err, &w) {
+			fmt.Fprint(stderr, "wschat: warning: ")
+		} else {
+			fmt.Fprint(stderr, "wschat: ")
+		}
+		fmt.Fprintf(stderr, "%s\n", err)
 		var he hintError
 		if errors.As(err, &he) {
 			fmt.Fprintf(stderr, "hint: %s\n", he.hint)
@@ -112,7 +126,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 timed out, 4 trust failure.`,
 	h := &homeFlags{}
 	h.register(root)
 	root.AddCommand(newRelayCmd(e), newKeygenCmd(e, h), newInviteCmd(e, h), newContactsCmd(e, h), newSendCmd(e, h), newListenCmd(e, h), newChatCmd(e, h))
-	root.AddCommand(newMCPCmd(e, h), newWebCmd(e, h))
+	root.AddCommand(newMCPCmd(e, h), newWebCmd(e, h), newSetRelayCmd(e, h), newDoctorCmd(e, h), newOutboxCmd(e, h))
 	topic := &cobra.Command{Use: "environment", Short: "Environment variables: every flag has one"}
 	root.AddCommand(topic)
 	// The list walks every command's flags: made when asked for, not on
@@ -150,6 +164,21 @@ func envName(flag string) string {
 	return "WSCHAT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// sharedFlags are flag names that several commands have with meanings of
+// their own: their variables name the command too (WSCHAT_SEND_TIMEOUT,
+// WSCHAT_LISTEN_TIMEOUT), so that setting one does not change another.
+// TestEnvNamesUnique fails when a flag name is shared and not listed.
+var sharedFlags = map[string]bool{"timeout": true, "json": true, "listen": true, "yes": true}
+
+// envVar is the environment variable of flag f of cmd.
+func envVar(cmd *cobra.Command, f *pflag.Flag) string {
+	if !sharedFlags[f.Name] || cmd.PersistentFlags().Lookup(f.Name) == f && !cmd.HasParent() {
+		return envName(f.Name)
+	}
+	path := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+	return envName(strings.ReplaceAll(path, " ", "_") + "_" + f.Name)
+}
+
 // applyEnv sets every flag of cmd that was not given on the command line
 // from its environment variable.
 func applyEnv(cmd *cobra.Command) error {
@@ -158,12 +187,13 @@ func applyEnv(cmd *cobra.Command) error {
 		if err != nil || f.Changed || f.Name == "help" || f.Name == "version" {
 			return
 		}
-		v, ok := os.LookupEnv(envName(f.Name))
+		name := envVar(cmd, f)
+		v, ok := os.LookupEnv(name)
 		if !ok {
 			return
 		}
 		if e := cmd.Flags().Set(f.Name, v); e != nil {
-			err = usageError{fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)}
+			err = usageError{fmt.Errorf("%s=%q: %w", name, v, e)}
 		}
 	})
 	return err
@@ -179,7 +209,7 @@ func environmentHelp(root *cobra.Command) string {
 			if f.Name == "help" || f.Name == "version" {
 				return
 			}
-			n := envName(f.Name)
+			n := envVar(c, f)
 			r := rows[n]
 			if r == nil {
 				r = &row{name: n, usage: f.Usage}
@@ -201,7 +231,7 @@ func environmentHelp(root *cobra.Command) string {
 	}
 	sort.Strings(names)
 	var b strings.Builder
-	b.WriteString("Every flag can be set with an environment variable named WSCHAT_ and the flag\nname in upper case, with '-' as '_'. A flag on the command line wins.\n\n")
+	b.WriteString("Every flag can be set with an environment variable named WSCHAT_ and the flag\nname in upper case, with '-' as '_'; a flag that several commands have with\nmeanings of their own names the command too (WSCHAT_LISTEN_TIMEOUT). A flag on\nthe command line wins. Handlers of 'listen -- CMD' get the message's fields in\nWSCHAT_MSG_* variables, which no flag uses.\n\n")
 	for _, n := range names {
 		fmt.Fprintf(&b, "  %-32s %s (%s)\n", n, rows[n].usage, rows[n].cmds)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/keys"
 	"github.com/wschat/wschat/wire"
 )
 
@@ -26,11 +28,14 @@ It returns once the relay has taken custody of it (delivered live, or stored
 for when the contact comes back); with --wait delivered, once the contact's
 client has acknowledged it. The message id is printed on stdout.
 
+Read from stdin, the message loses one trailing newline (what echo and
+most programs end with); on a terminal, end it with Ctrl+D.
+
 A message that could not be handed over stays in the outbox and goes out
-with the next wschat command that connects. At most %d bytes.
-A message the relay refuses (the contact is not registered there, their
-mailbox is full, ...) leaves the outbox: the error says why, and it is not
-sent again by itself.
+with the next wschat command that reaches the contact's relay. At most %d
+bytes. A message the relay refuses (the contact is not registered there,
+their mailbox is full, ...) leaves the outbox: the error says why, and it
+is not sent again by itself.
 Exit codes: 0 sent, 1 error (relay unreachable, refused), 3 not confirmed
 within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 		Example: `  wschat send --to alice "backup finished"
@@ -47,10 +52,17 @@ within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 			if len(args) > 0 {
 				body = []byte(strings.Join(args, " "))
 			} else {
-				b, err := io.ReadAll(io.LimitReader(e.stdin, wire.MaxBodySize+1))
+				if _, tty := terminal(e.stdin); tty {
+					fmt.Fprintln(e.stderr, "wschat: reading the message from stdin; Ctrl+D to send")
+				}
+				b, err := io.ReadAll(io.LimitReader(e.stdin, wire.MaxBodySize+2))
 				if err != nil {
 					return fmt.Errorf("reading stdin: %w", err)
 				}
+				// echo and most programs end their output with one newline:
+				// it is not part of the message.
+				b = bytes.TrimSuffix(b, []byte("\n"))
+				b = bytes.TrimSuffix(b, []byte("\r"))
 				body = b
 			}
 			if len(body) > wire.MaxBodySize {
@@ -74,33 +86,47 @@ within --timeout, 4 unknown contact.`, wire.MaxBodySize),
 }
 
 func runSend(ctx context.Context, e *env, h *homeFlags, to string, body []byte, waitDelivered bool) error {
-	// Send dials as the relay connection's options below say: Early,
-	// receiving only to wait for the contact's acknowledgement.
-	client, book, closeAll, err := h.open(ctx, &bridge.DialOptions{Receive: waitDelivered, Early: true})
+	// The store opens while Send dials the contact's relay.
+	hm, err := h.open(homeOptions{client: true, background: true})
 	if err != nil {
 		return err
 	}
-	defer closeAll()
-	contact, err := lookupContact(book, to)
+	defer hm.Close()
+	contact, err := lookupContact(hm.book, to)
 	if err != nil {
 		return err
 	}
-	id, _, err := client.Send(ctx, contact, body, waitDelivered)
+	id, state, err := hm.client.Send(ctx, contact, body, waitDelivered)
+	if state.InCustody() {
+		fmt.Fprintln(e.stdout, id)
+	}
+	return sendError(contact, state, err)
+}
+
+// sendError says what became of a message Send did not confirm, and
+// what to do.
+func sendError(to keys.Contact, state bridge.State, err error) error {
+	var re *bridge.RelayError
+	var se *bridge.StoreError
 	switch {
 	case err == nil:
-		fmt.Fprintln(e.stdout, id)
-		if err := closeAll(); err != nil {
-			// The relay has the message: it is sent, only this side's
-			// copy is missing. Custody is what exit 0 promises.
-			fmt.Fprintf(e.stderr, "wschat: warning: sent, but not recorded here: %s\n", err)
-		}
 		return nil
-	case errors.Is(err, bridge.ErrNotConfirmed), ctx.Err() != nil:
-		return errTimedOut
-	default:
-		if rerr := refusalError(to, err); rerr != nil {
-			return rerr
-		}
-		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "it goes out with the next wschat command that connects; is the relay running?")
+	case errors.As(err, &se) && state.InCustody():
+		// The relay has the message: it is sent, only this side's copy
+		// of its state is missing. Custody is what exit 0 promises.
+		return warning{storeHint(fmt.Errorf("sent, but not recorded here: %w", err))}
+	case errors.Is(err, bridge.ErrNotConfirmed) && state.InCustody():
+		return withHint(fmt.Errorf("%w: the relay has the message, %s has not acknowledged it yet", errTimedOut, to.Name), "it is delivered when they next connect")
+	case errors.Is(err, bridge.ErrNotConfirmed):
+		return withHint(fmt.Errorf("%w: no relay took the message yet (it stays in the outbox)", errTimedOut), "it goes out with the next wschat command that reaches "+to.Name+"'s relay")
+	case errors.As(err, &re) && errors.Is(err, bridge.ErrRelayAuth):
+		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "the key in "+to.Name+"'s relay address does not match the relay; ask them for a new invite")
 	}
+	if rerr := refusalError(to.Name, err); rerr != nil {
+		return rerr
+	}
+	if errors.As(err, &re) {
+		return withHint(fmt.Errorf("%w (the message stays in the outbox)", err), "it goes out with the next wschat command that reaches that relay; is it running?")
+	}
+	return storeHint(err)
 }

@@ -1,10 +1,9 @@
-// Package bridge is the wschat client library: it connects to a relay with
-// a pinned key, authenticates, and exchanges end-to-end encrypted frames
-// with other identities. Programs use it without the CLI.
-//
-// Conn is the lowest layer: one authenticated connection, frames in and
-// out. Higher layers (outbox, local store, reconnects) build on it.
-package bridge
+// Package relayconn is one authenticated connection to a wschat relay:
+// the WebSocket dial, the relay handshake (PROTOCOL.md §4), and frames in
+// and out (§5, §6). It knows nothing of stores, outboxes or contacts; the
+// client library (bridge) builds those on it, and relayd's tests and
+// benchmarks use it to play clients.
+package relayconn
 
 import (
 	"context"
@@ -12,9 +11,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -23,33 +23,32 @@ import (
 	"github.com/wschat/wschat/wire"
 )
 
-// Subprotocol is the WebSocket subprotocol of protocol version 1.
-const Subprotocol = "wschat.v1"
+// DefaultTimeout bounds a Dial, from TCP connect to the relay's Welcome.
+const DefaultTimeout = 10 * time.Second
 
 // ErrRelayAuth: the relay did not prove it holds the pinned key (or is not
 // a wschat relay).
-var ErrRelayAuth = errors.New("relay did not authenticate (wrong relay key in the address?)")
+var ErrRelayAuth = errors.New("the relay's key does not match the address (or it is not a wschat relay)")
 
 // Conn is one authenticated connection to a relay. Send methods may be
 // called from several goroutines; Read from one.
 type Conn struct {
-	ws   *websocket.Conn
+	ws   *websocket.Conn // static after Dial
 	self wire.PublicIdentity
+	nc   *netbatch.Conn // under ws: batches for SendBatch; static after Dial
 
 	welcome *wire.Command // owned by the reader: set by Dial, or by the first Read after an early Dial
-
-	nc *netbatch.Conn // under ws: batches for SendBatch
+	recv    *wire.Framer  // owned by the reader
 
 	wmu     sync.Mutex   // guards send, scratch and writes to ws
 	send    *wire.Framer // guarded by wmu
 	scratch []byte       // guarded by wmu: the frame being written
-	recv    *wire.Framer // owned by the reader
 }
 
-// DialOptions tune Dial. The zero value is fine.
-type DialOptions struct {
+// Options tune Dial. The zero value is fine.
+type Options struct {
 	Receive bool          // receive the identity's incoming frames on this connection
-	Timeout time.Duration // for the whole handshake; default 10s
+	Timeout time.Duration // for the whole handshake; default DefaultTimeout
 	Header  http.Header   // extra HTTP headers (tests)
 	TLS     *tls.Config   // for wss:// relays; nil: the system's roots
 
@@ -62,74 +61,18 @@ type DialOptions struct {
 	Early bool
 }
 
-// Dialing is a Dial running on a goroutine of its own, started by
-// DialAhead before the Client that will use it exists.
-type Dialing struct {
-	opt    DialOptions
-	cancel context.CancelFunc
-	done   chan struct{} // closed by the dialing goroutine once conn and err are set
-	conn   *Conn
-	err    error
-	taken  atomic.Bool // set by the first take or Close: the connection is theirs
-}
-
-// DialAhead starts Dial(ctx, addr, id, opt) on a goroutine of its own, so
-// that a program can open its store meanwhile; the handshake is a round
-// trip or two and some cryptography. Give it to the Client as
-// Config.Dialing, or Close it.
-func DialAhead(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt DialOptions) *Dialing {
-	ctx, cancel := context.WithCancel(ctx)
-	d := &Dialing{opt: opt, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(d.done)
-		d.conn, d.err = Dial(ctx, addr, id, opt)
-	}()
-	return d
-}
-
-// take waits for the dial if it suits opt and nobody took it yet.
-func (d *Dialing) take(ctx context.Context, opt DialOptions) (*Conn, bool) {
-	if d == nil || opt.Receive != d.opt.Receive || opt.Early != d.opt.Early || d.taken.Swap(true) {
-		return nil, false
-	}
-	select {
-	case <-d.done:
-	case <-ctx.Done():
-		d.cancel()
-		<-d.done
-		if d.conn != nil {
-			d.conn.Close()
-		}
-		return nil, false
-	}
-	d.cancel()
-	return d.conn, d.err == nil
-}
-
-// Close abandons the dial unless a client took it.
-func (d *Dialing) Close() {
-	if d.taken.Swap(true) {
-		return
-	}
-	d.cancel() // a dial still running closes its connection
-	<-d.done
-	if d.conn != nil {
-		d.conn.Close()
-	}
-}
-
 // Dial connects to the relay at addr, runs the handshake as id, and waits
 // for the relay's Welcome, which proves the relay holds addr's key (unless
-// opt.Early).
-func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt DialOptions) (*Conn, error) {
+// opt.Early). A cancelled ctx ends a dial stuck anywhere in between.
+func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Options) (*Conn, error) {
 	if opt.Timeout == 0 {
-		opt.Timeout = 10 * time.Second
+		opt.Timeout = DefaultTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
 	d := websocket.Dialer{
 		HandshakeTimeout: opt.Timeout,
-		Subprotocols:     []string{Subprotocol},
+		Subprotocols:     []string{wire.Subprotocol},
 		ReadBufferSize:   4096,
 		WriteBufferSize:  4096,
 		Proxy:            http.ProxyFromEnvironment,
@@ -144,9 +87,9 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 	// The handshake's reads and writes have ctx's deadline; a cancelled
 	// ctx (a signal, an abandoned dial) closes the connection under them.
 	stop := context.AfterFunc(ctx, func() { ws.NetConn().Close() })
-	c, err := handshake(ctx, ws, addr, id, opt.Receive, opt.Early)
+	c, err := handshake(ctx, ws, id, addr.Key, opt.Receive, opt.Early)
 	if !stop() && ctx.Err() != nil {
-		err = fmt.Errorf("relay handshake: %w", context.Cause(ctx))
+		err = fmt.Errorf("relay handshake with %s: %w", addr.URL, context.Cause(ctx))
 	}
 	if err != nil {
 		ws.Close()
@@ -156,7 +99,49 @@ func Dial(ctx context.Context, addr wire.RelayAddress, id *wire.Identity, opt Di
 	return c, nil
 }
 
-func handshake(ctx context.Context, ws *websocket.Conn, addr wire.RelayAddress, id *wire.Identity, receive, early bool) (*Conn, error) {
+// ConnRefusedError: the relay answered the connection with an HTTP
+// refusal instead of upgrading it (PROTOCOL.md §4, "Refused
+// connections"): too many connections from this address, or the relay is
+// at its limit or restarting.
+type ConnRefusedError struct {
+	URL    string
+	Status int         // the HTTP status, such as 429
+	Reason wire.Reason // from the body's label; ReasonNone if it had none
+	Text   string      // the relay's words, at most 200 bytes, printable ASCII only
+}
+
+func (e *ConnRefusedError) Error() string {
+	if e.Text != "" {
+		return fmt.Sprintf("relay %s refused the connection: %s", e.URL, e.Text)
+	}
+	return fmt.Sprintf("relay %s refused the connection (HTTP %d)", e.URL, e.Status)
+}
+
+// dialError turns a failed WebSocket dial into an error that says what
+// the relay answered, if it answered.
+func dialError(url string, resp *http.Response, err error) error {
+	if resp == nil || !errors.Is(err, websocket.ErrBadHandshake) {
+		return fmt.Errorf("connecting to %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	e := &ConnRefusedError{URL: url, Status: resp.StatusCode}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if label, words, ok := strings.Cut(line, ": "); ok {
+		if r, known := wire.ParseReason(label); known {
+			e.Reason, line = r, words
+		}
+	}
+	e.Text = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1 // the relay's words reach a terminal: nothing but printable ASCII
+		}
+		return r
+	}, line)
+	return e
+}
+
+func handshake(ctx context.Context, ws *websocket.Conn, id *wire.Identity, key wire.RelayKey, receive, early bool) (*Conn, error) {
 	deadline, _ := ctx.Deadline()
 	ws.SetReadDeadline(deadline)
 	ws.SetWriteDeadline(deadline)
@@ -172,7 +157,7 @@ func handshake(ctx context.Context, ws *websocket.Conn, addr wire.RelayAddress, 
 	if receive {
 		flags = wire.ConnReceive
 	}
-	auth, sess, err := wire.ClientHandshake(id, addr.Key, flags, hello, rand.Reader)
+	auth, sess, err := wire.ClientHandshake(id, key, flags, hello, rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("relay hello: %w", err)
 	}
@@ -306,7 +291,8 @@ type Incoming struct {
 }
 
 // Read returns the next frame. A frame that does not authenticate, or any
-// read error, ends the connection.
+// read error, ends the connection. Commands of ops this version does not
+// know are skipped (PROTOCOL.md §6).
 func (c *Conn) Read() (Incoming, error) {
 	if c.welcome == nil {
 		if err := c.readWelcome(); err != nil {
