@@ -104,9 +104,13 @@ func TestReceiptsOfASendOnlyIdentity(t *testing.T) {
 			t.Fatalf("message %d is %q: %v", i, st, states)
 		}
 	}
-	// Nothing waits at the relay for the sender, and nothing was refused.
-	if left, _ := mb.Pending(mustKeyID(t, invC), 0, 100, false, time.Now()); len(left) != 0 {
-		t.Fatalf("%d frames left at the relay for the sender", len(left))
+	// Nothing waits at the relay for the sender but, perhaps, the receipt
+	// of the last message: send --wait delivered returns when it has
+	// saved it, and may close before the relay reads its Ack (the next
+	// connection collects it; it is shown once).
+	left, _ := mb.Pending(mustKeyID(t, invC), 0, 100, false, time.Now())
+	if len(left) > 1 || len(left) == 1 && !left[0].Receipt {
+		t.Fatalf("%d frames left at the relay for the sender: %+v", len(left), left)
 	}
 }
 
