@@ -500,7 +500,6 @@ func readFile(t testing.TB, p string) string {
 	return string(b)
 }
 
-
 // cutProxy is a TCP proxy in front of the relay that can cut every
 // connection through it and refuse new ones, as a dropped network does.
 type cutProxy struct {

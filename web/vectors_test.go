@@ -105,5 +105,3 @@ func flip(c byte) string {
 	}
 	return "A"
 }
-
-
