@@ -208,11 +208,15 @@ func (c *conn) handshake() error {
 		c.mu.Lock()
 		c.queue = append(receipts, c.queue...)
 	}
-	c.kickLocked()
-	c.mu.Unlock()
 	if c.receive {
+		// In the hub before the writer starts: once the client has read
+		// BacklogDone, a frame for it must find this connection, not the
+		// mailbox. (Lock order c.mu, then the hub's shard: the hub never
+		// holds a shard while it locks a connection.)
 		c.s.hub.Add(c)
 	}
+	c.kickLocked()
+	c.mu.Unlock()
 	return nil
 }
 
