@@ -255,3 +255,22 @@ func TestWebDamagedStore(t *testing.T) {
 	}
 	b.shot("desktop-damaged-store")
 }
+
+// TestWebContactMovesRelay: the agent moves to another relay (wschat
+// set-relay); the page shows the notice, follows it by itself, and its
+// next message reaches the agent on the new relay.
+func TestWebContactMovesRelay(t *testing.T) {
+	p := newPairing(t, startRelay(t))
+	b := p.b
+	r2 := startRelay(t)
+	mustCLI(t, p.agent, "set-relay", r2.addr)
+	b.waitJS(`[...document.querySelectorAll('#messages .notice')].some(e => e.textContent.includes('moved to another relay'))`, 20*time.Second)
+	b.shot("desktop-relay-moved")
+	l := startListen(t, p.agent)
+	b.do(chromedp.SendKeys(`#compose`, "sent after the move"), chromedp.Click(`#send`))
+	if m := l.next(t, "message", 20*time.Second); m["text"] != "sent after the move" {
+		t.Fatalf("listen on the new relay got %v", m)
+	}
+	b.click(`#conv-info`)
+	b.waitJS(`document.body.textContent.includes(`+jsString(strings.Split(r2.addr, "#")[0])+`)`, 5*time.Second)
+}

@@ -153,6 +153,20 @@ export function runVectors({ golden, keyVectors }) {
     const c = session.recv.openCommand(session.recv.openHeader(f), f);
     return c.op === wire.OP.PushResult && c.reason === 0 ? true : JSON.stringify(c, big);
   });
+  check('relay_moved envelope opens and is checked', () => {
+    const m = ba.open(g.envelope_alice_to_bob_relay_moved);
+    const body = new TextDecoder().decode(m.body);
+    if (m.type !== wire.TYPE.RelayMoved || m.id[0] !== 0x40) return `opened ${m.type}`;
+    return body === 'wss://relay.example.com/#YFpyXSpK3-6xop4X7dYhwbdZPujNvESsbEq24vgF0jw' ? true : `body ${body}`;
+  });
+  check('relay_moved with a non-canonical address is malformed', () => {
+    try {
+      ab.seal({ id: new Uint8Array(16), sentAt: FIXED_TIME, type: wire.TYPE.RelayMoved, body: utf8('wss://relay.example.com/#YFpy') });
+      return 'sealed';
+    } catch (e) {
+      return e.code === 'ErrInnerMalformed' ? true : e.code;
+    }
+  });
   check('bob opens the envelope', () => {
     const m = ba.open(g.envelope_alice_to_bob);
     return new TextDecoder().decode(m.body) === 'hello, bob' && m.sentAt === FIXED_TIME && m.type === 1 && m.id[15] === 15 ? true : 'opened wrong';

@@ -452,10 +452,11 @@ export class Client extends EventTarget {
       }
     }
     let text;
-    if (m.type === wire.TYPE.Text) text = utf8Decode(m.body);
+    if (m.type === wire.TYPE.Text || m.type === wire.TYPE.RelayMoved) text = utf8Decode(m.body);
     else text = null; // a type this version does not know: shown as such, never dropped
     const res = await this.store.addIncoming(c.fp, m, text, this.now());
-    if (m.type === wire.TYPE.Text) {
+    if (m.type === wire.TYPE.RelayMoved && !res.dup) await this.applyMove(c, text, m.sentAt);
+    if (m.type === wire.TYPE.Text || m.type === wire.TYPE.RelayMoved) {
       // Also for a repeat: the first acknowledgement may have been lost.
       // Before the relay's Ack: a crash in between brings a redelivery.
       this.sendReceipt(c, m.id);
@@ -485,14 +486,43 @@ export class Client extends EventTarget {
     return { id, idHex: hex(id), sentAt, envelope };
   }
 
+  // sendReceipt sends the sender a delivered receipt (PROTOCOL.md §6):
+  // at once when the sender's relay is ours (a receipt lost with the
+  // connection comes again with the redelivery), else through the outbox.
   async sendReceipt(c, id) {
-    try {
-      const conn = await this.connFor(c.relay);
-      const s = this.seal(c, wire.TYPE.Delivered, wire.ackBody([id]));
-      conn.sendData(c.pub.id, wire.FLAG_RECEIPT, s.envelope);
-    } catch {
-      // the sender's client asks again: it resends, we answer again
+    const s = this.seal(c, wire.TYPE.Delivered, wire.ackBody([id]));
+    if (!c.relay || c.relay === this.relay.toString()) {
+      try {
+        this.main?.sendData(c.pub.id, wire.FLAG_RECEIPT, s.envelope);
+      } catch {
+        // closed: the redelivery brings another receipt
+      }
+      return;
     }
+    await this.store.addOutgoing({ peer: c.fp, id: s.idHex, type: wire.TYPE.Delivered, sentAt: s.sentAt }, { to: c.pub.idHex, relay: c.relay, envelope: s.envelope, type: wire.TYPE.Delivered, flags: wire.FLAG_RECEIPT });
+    this.flush();
+  }
+
+  // applyMove takes a contact's relay_moved notice (§7): its messages go
+  // to the new relay from now on, waiting ones too, unless a newer notice
+  // was applied already.
+  async applyMove(c, address, sentAt) {
+    const r = await this.store.contact(c.fp);
+    if (!r || (r.movedAt && r.movedAt >= sentAt)) return;
+    r.relay = address;
+    r.movedAt = sentAt;
+    await this.store.putContact(r);
+    await this.store.tx('outbox', 'readwrite', async (st) => {
+      const all = await new Promise((resolve, reject) => {
+        const q = st.outbox.getAll();
+        q.onsuccess = () => resolve(q.result);
+        q.onerror = () => reject(q.error);
+      });
+      for (const o of all) if (o.peer === c.fp) st.outbox.put({ ...o, relay: address });
+    });
+    await this.load();
+    this.emit('contacts', {});
+    this.flush();
   }
 
   // sendText queues a text message and hands it over when connected.

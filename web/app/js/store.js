@@ -207,6 +207,7 @@ export class Store {
   async bumpConv(s, peer, rec, unread) {
     const c = (await req(s.convs.get(peer))) || { peer, unread: 0 };
     c.lastText = rec.text;
+    c.lastType = rec.type;
     c.lastAt = rec.dir === 'in' ? rec.receivedAt : rec.sentAt;
     c.lastDir = rec.dir;
     c.lastSeq = rec.seq;

@@ -106,7 +106,8 @@ export function renderMain(app) {
     for (const c of contacts) {
       const cv = convs.get(c.fp) || {};
       const live = client.liveOf(c.fp);
-      const preview = live.typing ? h('span.preview.typing', 'typing…') : h('span.preview', cv.lastText === undefined ? shownName(c.nick) : (cv.lastDir === 'out' ? 'You: ' : '') + shownName(cv.lastText === null ? 'unsupported message' : cv.lastText).slice(0, 120));
+      const last = cv.lastType === TYPE.RelayMoved ? 'moved to another relay' : cv.lastText === null ? 'unsupported message' : cv.lastText;
+      const preview = live.typing ? h('span.preview.typing', 'typing…') : h('span.preview', cv.lastText === undefined ? shownName(c.nick) : (cv.lastDir === 'out' ? 'You: ' : '') + shownName(last).slice(0, 120));
       const active = app.route?.peer === c.fp && app.route?.view === 'conv';
       list.append(h('li',
         h('button', { type: 'button', class: 'conv', dataset: { peer: c.fp }, 'aria-current': active ? 'true' : 'false', onclick: () => go({ view: 'conv', peer: c.fp }) },
@@ -281,6 +282,9 @@ class ConvView {
   }
 
   msgEl(r) {
+    if (r.type === TYPE.RelayMoved) {
+      return h('div.msg.in.notice', { dataset: { id: r.id } }, `${shownName(this.c.name)} moved to another relay: ${shownName((r.text || '').split('#')[0])} (same keys; messages go there now)`);
+    }
     const body = r.text === null || r.text === undefined
       ? h('div.text.unsupported', `Unsupported message (type ${r.type}): update wschat to see it.`)
       : h('div.text', shown(r.text));

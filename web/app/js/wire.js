@@ -520,7 +520,7 @@ export function clientHandshake(id, relayKey, flags, hello, rand = randomBytes) 
 
 // §7: peer messages.
 
-export const TYPE = { Text: 1, Delivered: 2, Read: 3, Typing: 4, Presence: 5 };
+export const TYPE = { Text: 1, Delivered: 2, Read: 3, Typing: 4, Presence: 5, RelayMoved: 6 };
 export const isEphemeralType = (t) => t === TYPE.Typing || t === TYPE.Presence;
 
 export function paddedSize(n) {
@@ -547,6 +547,17 @@ function checkBody(type, b) {
     case TYPE.Presence:
       if (b.length !== 1 || b[0] > 1) throw new WireError('ErrInnerMalformed', 'live message body');
       break;
+    case TYPE.RelayMoved: {
+      const s = utf8Decode(b);
+      let ok = false;
+      try {
+        ok = s !== null && parseRelayAddress(s).toString() === s;
+      } catch {
+        ok = false;
+      }
+      if (!ok) throw new WireError('ErrInnerMalformed', 'relay_moved body is not a canonical relay address');
+      break;
+    }
   }
 }
 
