@@ -66,13 +66,6 @@ func (s *session) close() error {
 	return s.err
 }
 
-// awaiting is the number of entries still waiting for the relay's answer.
-func (s *session) awaiting() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.inCustody)
-}
-
 func (s *session) idleSince() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
