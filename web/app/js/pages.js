@@ -2,12 +2,11 @@
 // pasted invite, invite link or camera), a contact's details and safety
 // number, and the person's own invite, identity and settings.
 
-import { h, icon, clear, shownName, toast, copyText, download, dialog } from './ui.js';
+import { h, icon, clear, shownName, toast, copyText, download, dialog, avatar } from './ui.js';
 import { parseInvite, cleanInvite, checkContactName, suggestContactName, safetyNumber, marshalIdentity, IdentityFile, Invite } from './keys.js';
 import { lockedRecord, plainRecord } from './lock.js';
 import { qrCanvas } from './qr.js';
 import { unb64url } from './bytes.js';
-import { avatar } from './views.js';
 
 function pageHeader(title, go) {
   return h('header.bar',

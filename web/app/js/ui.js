@@ -127,6 +127,12 @@ export function hue(fpHex) {
   return parseInt(fpHex.slice(0, 4), 16) % 360;
 }
 
+// avatar is a contact's initial on its colour (one of twelve classes: no
+// inline styles under the CSP).
+export function avatar(c) {
+  return h(`span.avatar.h${hue(c.fp) % 12}`, { 'aria-hidden': 'true' }, initial(c.name));
+}
+
 export async function copyText(text) {
   try {
     await navigator.clipboard.writeText(text);

@@ -2,7 +2,7 @@
 // before) a conversation, and the pages that open in the conversation's
 // place. Routes go through history, so a phone's back button works.
 
-import { h, icon, clear, shown, shownName, clock, dayLabel, sameDay, listTime, initial, hue, plural, toast } from './ui.js';
+import { h, icon, clear, shown, shownName, clock, dayLabel, sameDay, listTime, plural, toast, avatar } from './ui.js';
 import { utf8 } from './bytes.js';
 import { MAX_BODY_SIZE, TYPE } from './wire.js';
 import { REASON_TEXT } from './client.js';
@@ -15,9 +15,6 @@ const TICK = { pending: '🕓', sent: '✓', stored: '✓', delivered: '✓✓',
 
 const dayKey = (ms) => new Date(ms).toDateString();
 
-export function avatar(c) {
-  return h(`span.avatar.h${hue(c.fp) % 12}`, { 'aria-hidden': 'true' }, initial(c.name));
-}
 
 export function renderMain(app) {
   const client = app.client;
