@@ -1,11 +1,13 @@
 package web_test
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -267,6 +269,18 @@ func TestWebSafetyNumberAndScreens(t *testing.T) {
 	b.click(`#add-contact`)
 	b.waitJS(`!!document.querySelector('#invite')`, 5*time.Second)
 	b.shot("phone-add-contact")
+	// Dark mode, by the system preference.
+	b.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	}))
+	b.do(chromedp.NavigateBack())
+	b.click(`button.conv`)
+	b.waitJS(`!!document.querySelector('#compose')`, 5*time.Second)
+	if bg := eval[string](b, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(15, 20, 26)" {
+		t.Errorf("dark mode background %q", bg)
+	}
+	b.shot("phone-conversation-dark")
 	if errs := b.errors(); len(errs) > 0 {
 		t.Fatalf("page errors: %q", errs)
 	}
