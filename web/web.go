@@ -62,20 +62,25 @@ type Options struct {
 	VAPIDPublicKey string
 }
 
-// asset is one file as served.
+// asset is one file as served, under one of its names.
 type asset struct {
-	path  string // plain path, from the app root: "/js/app.js"
+	path  string // "/js/app.js", or its hashed name
 	typ   string
 	body  []byte
 	etag  string
 	cache string // Cache-Control
+	gz    *gzipped
+}
 
-	gzOnce sync.Once
-	gz     []byte // body gzipped, or nil when that is not smaller
+// gzipped is a body compressed on first use; a file's plain and hashed
+// names share one.
+type gzipped struct {
+	once sync.Once
+	b    []byte // nil when compressing does not make it smaller
 }
 
 func (a *asset) gzipped() []byte {
-	a.gzOnce.Do(func() {
+	a.gz.once.Do(func() {
 		if !compressible(a.typ) {
 			return
 		}
@@ -84,10 +89,10 @@ func (a *asset) gzipped() []byte {
 		w.Write(a.body)
 		w.Close()
 		if b.Len() < len(a.body) {
-			a.gz = b.Bytes()
+			a.gz.b = b.Bytes()
 		}
 	})
-	return a.gz
+	return a.gz.b
 }
 
 func compressible(typ string) bool {
@@ -105,7 +110,6 @@ const (
 	configMarker     = "<!--config-->"
 	assetsMarker     = "/*ASSETS*/"
 	versionMarker    = "/*VERSION*/"
-	maxTemplateBytes = 1 << 20
 )
 
 // Handler serves the app. It panics only if the embedded files are broken,
@@ -169,9 +173,9 @@ func newHandler(fsys embed.FS, opt Options) (*handler, error) {
 		hp := hashedName(p, hex.EncodeToString(sum[:])[:hashLen])
 		hashed[p] = hp
 		etag := `"` + hex.EncodeToString(sum[:8]) + `"`
-		typ := contentType(p)
-		h.byPath[p] = &asset{path: p, typ: typ, body: body, etag: etag, cache: cacheRevalidate}
-		h.byPath[hp] = &asset{path: hp, typ: typ, body: body, etag: etag, cache: cacheImmutable}
+		typ, gz := contentType(p), &gzipped{}
+		h.byPath[p] = &asset{path: p, typ: typ, body: body, etag: etag, cache: cacheRevalidate, gz: gz}
+		h.byPath[hp] = &asset{path: hp, typ: typ, body: body, etag: etag, cache: cacheImmutable, gz: gz}
 	}
 	for _, a := range templates {
 		switch a.path {
@@ -190,6 +194,7 @@ func newHandler(fsys embed.FS, opt Options) (*handler, error) {
 		sum := sha256.Sum256(a.body)
 		a.etag = `"` + hex.EncodeToString(sum[:8]) + `"`
 		a.cache = cacheRevalidate
+		a.gz = &gzipped{}
 		h.byPath[a.path] = a
 	}
 	if h.byPath[indexPath] == nil {
