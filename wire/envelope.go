@@ -77,9 +77,10 @@ const (
 )
 
 // MessageType is the kind of a peer message. Receivers hand types they do
-// not know to the application as such, which ignores them: new types can be
-// added without breaking old peers. A change that old peers must not
-// misread takes a new envelope version instead.
+// not know to the application as such, which keeps them and shows them as
+// an unsupported message ("upgrade wschat"), never drops them silently: new
+// types can be added without breaking old peers. A change that old peers
+// must not misread takes a new envelope version instead.
 type MessageType byte
 
 const (
@@ -100,6 +101,18 @@ const (
 	// from now on; its keys are unchanged, so trust is unchanged. A
 	// notice older (by sent-at) than one already applied is ignored.
 	TypeRelayMoved MessageType = 0x06
+
+	// Structured messages (bodies in structured.go). Numbers from 0x10
+	// up; the ones below are left for other additions.
+
+	// TypeQuestion: a question, with up to MaxChoices choices.
+	TypeQuestion MessageType = 0x10
+	// TypeReply: text (or a question's choice) answering a message.
+	TypeReply MessageType = 0x11
+	// TypeApprovalRequest: an agent asks to use a tool.
+	TypeApprovalRequest MessageType = 0x12
+	// TypeApprovalAnswer: a person allows or denies one approval request.
+	TypeApprovalAnswer MessageType = 0x13
 )
 
 // Ephemeral reports whether messages of type t travel in frames marked
@@ -109,6 +122,18 @@ func (t MessageType) Ephemeral() bool { return t == TypeTyping || t == TypePrese
 // Receipt reports whether messages of type t acknowledge other messages
 // (delivered, read): they travel in frames marked FlagReceipt.
 func (t MessageType) Receipt() bool { return t == TypeDelivered || t == TypeRead }
+
+// Acknowledged reports whether a receiver that stored a message of type t
+// sends the sender a delivered receipt for it: every type it knows that
+// is neither a receipt nor ephemeral. (Types it does not know it keeps
+// and shows as unsupported, without a receipt.)
+func (t MessageType) Acknowledged() bool {
+	switch t {
+	case TypeText, TypeRelayMoved, TypeQuestion, TypeReply, TypeApprovalRequest, TypeApprovalAnswer:
+		return true
+	}
+	return false
+}
 
 func (t MessageType) String() string {
 	switch t {
@@ -124,6 +149,14 @@ func (t MessageType) String() string {
 		return "presence"
 	case TypeRelayMoved:
 		return "relay_moved"
+	case TypeQuestion:
+		return "question"
+	case TypeReply:
+		return "reply"
+	case TypeApprovalRequest:
+		return "approval_request"
+	case TypeApprovalAnswer:
+		return "approval_answer"
 	}
 	return fmt.Sprintf("type(%#x)", byte(t))
 }
@@ -434,6 +467,8 @@ func checkBody(t MessageType, b []byte) error {
 		if a, err := ParseRelayAddress(string(b)); err != nil || a.String() != string(b) {
 			return fmt.Errorf("%w: relay_moved body is not a canonical relay address", ErrInnerMalformed)
 		}
+	default:
+		return checkStructured(t, b)
 	}
 	return nil
 }

@@ -202,7 +202,13 @@ func TestGoldenVectors(t *testing.T) {
 
 func readGolden(t *testing.T) map[string]string {
 	t.Helper()
-	f, err := os.Open(goldenFile)
+	return readGoldenFile(t, goldenFile)
+}
+
+// readGoldenFile reads "name: hex" lines, skipping blank and # lines.
+func readGoldenFile(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
