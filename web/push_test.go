@@ -11,6 +11,9 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/serviceworker"
 	"github.com/chromedp/chromedp"
+
+	"github.com/wschat/wschat/bridge"
+	"github.com/wschat/wschat/wire"
 )
 
 // swRegistration enables the ServiceWorker domain and returns the app's
@@ -151,4 +154,89 @@ func TestWebPushSubscribeTimesOut(t *testing.T) {
 	}
 	eval[chromedp.Void](b, `document.querySelector('#notifications').scrollIntoView()`)
 	b.shot("desktop-push-timeout")
+}
+
+// TestWebApprovalFromNotification: an approval request that waits while
+// the app is closed gets a notification of its own with Allow and Deny;
+// tapping Allow sends the answer from the service worker.
+func TestWebApprovalFromNotification(t *testing.T) {
+	p := newPairing(t, startRelay(t))
+	b := p.b
+	origin := strings.TrimSuffix(p.r.httpBase(), "/")
+	b.waitJS(`navigator.serviceWorker.getRegistration().then(r => !!(r && r.active))`, 20*time.Second)
+	grantNotifications(t, b, origin)
+	reg := swRegistration(t, b, origin+"/")
+	b.do(chromedp.Navigate(origin + "/not-the-app"))
+	b.waitJS(`document.readyState === 'complete'`, 5*time.Second)
+
+	agent := openAgent(t, p.agent)
+	ab, err := wire.ApprovalRequest{RequestID: "qwert", ExpiresAt: time.Now().Add(10 * time.Minute), Tool: "Write", Description: "Write config.yaml"}.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rid := agent.queue("ana", wire.TypeApprovalRequest, ab)
+	mustCLI(t, p.agent, "send", "--to", "ana", "see the request")
+	eval[chromedp.Void](b, `(() => {
+		window.__sw = [];
+		navigator.serviceWorker.addEventListener('message', (e) => window.__sw.push(e.data));
+		navigator.serviceWorker.startMessages();
+	})()`)
+	b.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{Origin: origin, RegistrationID: reg, Data: `{"wschat":1,"n":2}`})
+		return err
+	}))
+	b.waitJS(`window.__sw.some(m => m.kind === 'push-done')`, 30*time.Second)
+	type note struct {
+		Title, Tag string
+		Actions    []string
+	}
+	notes := eval[[]note](b, `navigator.serviceWorker.getRegistration().then(r => r.getNotifications()).then(ns => ns.map(n => ({title: n.title, tag: n.tag, actions: n.actions.map(a => a.action)})))`)
+	var approval *note
+	for i := range notes {
+		if strings.HasPrefix(notes[i].Tag, "wschat-approval-") {
+			approval = &notes[i]
+		}
+	}
+	if approval == nil || approval.Title != "agent (not verified) asks to use Write" || strings.Join(approval.Actions, ",") != "allow,deny" || len(notes) != 2 {
+		t.Fatalf("notifications %+v", notes)
+	}
+	// Tap Allow: the worker gets the click as the browser would give it.
+	sw := swTarget(t, b)
+	defer sw.cancel()
+	if _, err := chromedp.Run(sw.ctx, chromedp.Evaluate[chromedp.Void](`self.registration.getNotifications({tag: `+jsString(approval.Tag)+`}).then(ns => { self.dispatchEvent(new NotificationEvent('notificationclick', {notification: ns[0], action: 'allow'})); })`, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS(`window.__sw.some(m => m.kind === 'answered')`, 30*time.Second)
+	if e := eval[string](b, `JSON.stringify(window.__sw.find(m => m.kind === 'answered'))`); strings.Contains(e, "error") {
+		t.Fatalf("answering failed: %s", e)
+	}
+	startListen(t, p.agent) // the agent collects what came
+	ans := agent.waitFor(wire.TypeApprovalAnswer, func(bridge.Record) bool { return true })
+	aa, err := wire.ParseApprovalAnswer(ans.Body)
+	if err != nil || aa.Request != rid || !aa.Allow {
+		t.Fatalf("answer %+v, %v", aa, err)
+	}
+}
+
+type swCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// swTarget attaches to the app's service worker, for what only its scope
+// can do.
+func swTarget(t *testing.T, b *browser) swCtx {
+	t.Helper()
+	targets, err := chromedp.Targets(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		if tg.Type == "service_worker" {
+			ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(tg.TargetID))
+			return swCtx{ctx, cancel}
+		}
+	}
+	t.Fatal("no service worker target")
+	return swCtx{}
 }

@@ -39,7 +39,8 @@ type vectorResult struct {
 func runBrowserVectors(t *testing.T, b *browser, golden string, keyVectors map[string]string) vectorResult {
 	t.Helper()
 	kv, _ := json.Marshal(keyVectors)
-	return eval[vectorResult](b, `import('/testdata/vectors.js').then(m => m.runVectors({golden: `+jsString(golden)+`, keyVectors: `+string(kv)+`}))`)
+	structured := readFile(t, "../wire/testdata/golden-v1-structured.txt")
+	return eval[vectorResult](b, `import('/testdata/vectors.js').then(m => m.runVectors({golden: `+jsString(golden)+`, keyVectors: `+string(kv)+`, structured: `+jsString(structured)+`}))`)
 }
 
 // TestGoldenVectorsInChromium runs wire's and keys' golden vectors through
@@ -65,10 +66,10 @@ func TestGoldenVectorsInChromium(t *testing.T) {
 	for _, f := range res.Failures {
 		t.Error(f)
 	}
-	if len(res.Checks) < 35 {
+	if len(res.Checks) < 60 {
 		t.Errorf("only %d checks ran", len(res.Checks))
 	}
-	for _, name := range []string{"auth (client handshake) byte for byte", "envelope byte for byte", "keys/testdata/invite_typo.txt", "keys/testdata/safety_alice_bob.txt"} {
+	for _, name := range []string{"auth (client handshake) byte for byte", "envelope byte for byte", "keys/testdata/invite_typo.txt", "keys/testdata/safety_alice_bob.txt", "structured approval_request: envelope byte for byte", "push subscribe byte for byte"} {
 		found := false
 		for _, c := range res.Checks {
 			found = found || c == name

@@ -77,6 +77,8 @@ self.addEventListener('fetch', (ev) => {
   }
 });
 
+const TYPE_APPROVAL_REQUEST = 0x12;
+
 const ICON = ASSETS.find((a) => a.startsWith('/icons/icon-192.')) || '/icons/icon-192.png';
 
 // tell lets the app's windows (and the tests) know a push was handled.
@@ -116,7 +118,27 @@ async function collectAndNotify() {
       byPeer.set(r.peer, list);
     }
     const shownList = [];
-    for (const [peer, list] of byPeer) {
+    // An approval request gets a notification of its own, with Allow and
+    // Deny: the person may answer from it (PROTOCOL.md §7).
+    for (const r of got) {
+      if (r.type !== TYPE_APPROVAL_REQUEST || Date.now() >= r.expiresAt) continue;
+      const c = client.contacts.get(r.peer);
+      const who = c ? shownName(c.name) : 'An agent';
+      const warn = c && c.verifiedAt ? '' : ' (not verified)';
+      await self.registration.showNotification(`${who}${warn} asks to use ${shownName(r.tool)}`, {
+        body: shown(r.text || '').slice(0, 180) || 'Allow this tool use?',
+        tag: `wschat-approval-${r.id}`,
+        requireInteraction: true,
+        icon: ICON,
+        badge: ICON,
+        data: { peer: r.peer, approval: r.id },
+        actions: [{ action: 'allow', title: 'Allow' }, { action: 'deny', title: 'Deny' }],
+      });
+      shownList.push({ peer: r.peer, approval: r.id });
+    }
+    for (const [peer, all] of byPeer) {
+      const list = all.filter((r) => r.type !== TYPE_APPROVAL_REQUEST);
+      if (!list.length) continue;
       const c = client.contacts.get(peer);
       const last = list[list.length - 1];
       const more = list.length > 1 ? ` (and ${list.length - 1} more)` : '';
@@ -143,9 +165,34 @@ self.addEventListener('push', (ev) => {
   })());
 });
 
+// answer sends the person's verdict from the notification's buttons:
+// queued like any message, then handed over on a connection of its own.
+async function answer(peer, requestID, allow) {
+  const store = await Store.open();
+  try {
+    const rec = await store.getMeta('identity');
+    if (!rec || rec.locked) return;
+    const identity = new Identity(...seedsOf(rec));
+    const client = new Client({ store, identity, name: rec.name, relay: parseRelayAddress(rec.relay) });
+    await client.load();
+    await client.answerApproval(peer, requestID, allow);
+    await navigator.locks.request(`wschat-connection-${identity.pub.idHex}`, { ifAvailable: true }, async (lock) => {
+      if (lock) await client.collect();
+      else client.flush(); // the app's window holds the connection: it sends it
+    });
+  } finally {
+    store.close();
+  }
+}
+
 self.addEventListener('notificationclick', (ev) => {
   ev.notification.close();
   const peer = ev.notification.data && ev.notification.data.peer;
+  const approval = ev.notification.data && ev.notification.data.approval;
+  if (approval && (ev.action === 'allow' || ev.action === 'deny')) {
+    ev.waitUntil(answer(peer, approval, ev.action === 'allow').then(() => tell({ kind: 'answered', approval, allow: ev.action === 'allow' })).catch((e) => tell({ kind: 'answered', approval, error: String(e.message || e) })));
+    return;
+  }
   ev.waitUntil((async () => {
     const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
     const w = wins.find((c) => new URL(c.url).origin === self.location.origin);

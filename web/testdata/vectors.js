@@ -10,6 +10,7 @@ import { blake3, chacha20, x25519 } from '../app/vendor/vendor.js';
 import { utf8, hex, unhex, equal, concat } from '../app/js/bytes.js';
 import * as wire from '../app/js/wire.js';
 import * as keys from '../app/js/keys.js';
+import * as st from '../app/js/structured.js';
 
 // detRand is wire's test randomness: the ChaCha20 keystream under
 // BLAKE3("wschat test randomness: " + label), zero nonce.
@@ -60,7 +61,7 @@ function parseKeyVector(text) {
   return { hdr, body: text.slice(i + 2) };
 }
 
-export function runVectors({ golden, keyVectors }) {
+export function runVectors({ golden, keyVectors, structured }) {
   const checks = [];
   const failures = [];
   const check = (name, fn) => {
@@ -231,6 +232,53 @@ export function runVectors({ golden, keyVectors }) {
       return e.code === 'ErrSmallOrderKey' ? true : e.code;
     }
   });
+
+  // wire/testdata/golden-v1-structured.txt: each body parses and
+  // re-encodes to itself; bob opens alice's envelope of each; a damaged
+  // body is malformed.
+  if (structured) {
+    const sv = parseGolden(structured);
+    const kinds = [
+      ['question', wire.TYPE.Question, 0x50, (b) => st.encodeQuestion(st.parseQuestion(b))],
+      ['reply', wire.TYPE.Reply, 0x60, (b) => st.encodeReply(st.parseReply(b))],
+      ['approval_request', wire.TYPE.ApprovalRequest, 0x70, (b) => st.encodeApprovalRequest(st.parseApprovalRequest(b))],
+      ['approval_answer', wire.TYPE.ApprovalAnswer, 0x80, (b) => st.encodeApprovalAnswer(st.parseApprovalAnswer(b))],
+    ];
+    for (const [name, type, firstID, roundTrip] of kinds) {
+      check(`structured ${name}: body round trip`, () => same(roundTrip(sv['body_' + name]), sv['body_' + name]));
+      check(`structured ${name}: envelope opens`, () => {
+        const m = ba.open(sv['envelope_alice_to_bob_' + name]);
+        if (m.type !== type || m.id[0] !== firstID) return `type ${m.type}, id ${hex(m.id)}`;
+        return same(m.body, sv['body_' + name]);
+      });
+      check(`structured ${name}: envelope byte for byte`, () => {
+        const id = Uint8Array.from({ length: 16 }, (_, i) => firstID + i);
+        return same(ab.seal({ id, sentAt: FIXED_TIME, type, body: sv['body_' + name] }, detRand('golden ' + name)(24)), sv['envelope_alice_to_bob_' + name]);
+      });
+    }
+    check('structured: a question with a repeated choice is malformed', () => {
+      try {
+        st.encodeQuestion({ text: 'pick', choices: ['a', 'a'] });
+        return 'encoded';
+      } catch (e) {
+        return e.code === 'ErrInnerMalformed' ? true : e.message;
+      }
+    });
+    check('structured: an approval answer with behavior 3 is refused by Open', () => {
+      const body = Uint8Array.from(sv.body_approval_answer);
+      body[21] = 3;
+      try {
+        ab.seal({ id: new Uint8Array(16), sentAt: FIXED_TIME, type: wire.TYPE.ApprovalAnswer, body });
+        return 'sealed';
+      } catch (e) {
+        return e.code === 'ErrInnerMalformed' ? true : e.code;
+      }
+    });
+    check('structured: approval request fields', () => {
+      const a = st.parseApprovalRequest(sv.body_approval_request);
+      return a.requestId === 'abcde' && a.tool === 'Bash' && a.description === 'Run the test suite' ? true : JSON.stringify(a);
+    });
+  }
 
   // keys/testdata: every vector, decoded as its header says.
   for (const [name, text] of Object.entries(keyVectors)) {

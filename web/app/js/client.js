@@ -22,6 +22,7 @@ import * as wire from './wire.js';
 import { equal, hex, unhex, utf8, utf8Decode, randomBytes, b64url, unb64url } from './bytes.js';
 import { RelayConn } from './relayconn.js';
 import { safetyNumber } from './keys.js';
+import * as st from './structured.js';
 
 const BACKOFF_MIN_MS = 200;
 const BACKOFF_MAX_MS = 30_000;
@@ -60,6 +61,34 @@ export class Backoff {
   reset() {
     this.n = 0;
   }
+}
+
+// shownFields is what the history keeps of a message: its text (null for
+// a type this version does not know: shown as such, never dropped) and
+// the fields of a structured one (PROTOCOL.md §7).
+export function shownFields(m) {
+  switch (m.type) {
+    case wire.TYPE.Text:
+    case wire.TYPE.RelayMoved:
+      return { text: utf8Decode(m.body), extra: {} };
+    case wire.TYPE.Question: {
+      const q = st.parseQuestion(m.body);
+      return { text: q.text, extra: { choices: q.choices } };
+    }
+    case wire.TYPE.Reply: {
+      const r = st.parseReply(m.body);
+      return { text: r.text, extra: { replyTo: hex(r.to), choice: r.choice } };
+    }
+    case wire.TYPE.ApprovalRequest: {
+      const a = st.parseApprovalRequest(m.body);
+      return { text: a.description, extra: { requestId: a.requestId, expiresAt: a.expiresAt, tool: a.tool, inputPreview: a.inputPreview } };
+    }
+    case wire.TYPE.ApprovalAnswer: {
+      const a = st.parseApprovalAnswer(m.body);
+      return { text: `${a.allow ? 'allowed' : 'denied'} ${a.requestId}`, extra: { replyTo: hex(a.request), requestId: a.requestId, allow: a.allow } };
+    }
+  }
+  return { text: null, extra: {} };
 }
 
 // decodeSubscription turns a PushSubscription's JSON into the fields of
@@ -451,12 +480,10 @@ export class Client extends EventTarget {
         return;
       }
     }
-    let text;
-    if (m.type === wire.TYPE.Text || m.type === wire.TYPE.RelayMoved) text = utf8Decode(m.body);
-    else text = null; // a type this version does not know: shown as such, never dropped
-    const res = await this.store.addIncoming(c.fp, m, text, this.now());
+    const { text, extra } = shownFields(m);
+    const res = await this.store.addIncoming(c.fp, m, text, this.now(), extra);
     if (m.type === wire.TYPE.RelayMoved && !res.dup) await this.applyMove(c, text, m.sentAt);
-    if (m.type === wire.TYPE.Text || m.type === wire.TYPE.RelayMoved) {
+    if (text !== null) {
       // Also for a repeat: the first acknowledgement may have been lost.
       // Before the relay's Ack: a crash in between brings a redelivery.
       this.sendReceipt(c, m.id);
@@ -542,12 +569,53 @@ export class Client extends EventTarget {
     return rec;
   }
 
+  // sendStructured queues a structured message (a reply, an approval
+  // answer) like a text, and records it in the history.
+  async sendStructured(fp, type, body) {
+    const c = this.contacts.get(fp);
+    if (!c) throw new Error('no such contact');
+    const s = this.seal(c, type, body);
+    const { text, extra } = shownFields({ type, body });
+    const rec = await this.store.addOutgoing(
+      { peer: fp, id: s.idHex, type, text, sentAt: s.sentAt, extra },
+      { to: c.pub.idHex, relay: c.relay || '', envelope: s.envelope, type },
+    );
+    this.emit('messages', { peer: fp, rec });
+    this.flush();
+    return rec;
+  }
+
+  // reply answers a message: with a question's option k (its text goes
+  // along, so the answer reads right where the question is not kept), or
+  // with text (choice 0).
+  async reply(fp, toHex, choice, text) {
+    const rec = await this.sendStructured(fp, wire.TYPE.Reply, st.encodeReply({ to: unhex(toHex), choice, text }));
+    const q = await this.store.find(fp, toHex);
+    if (q && q.type === wire.TYPE.Question && choice > 0) {
+      await this.store.update(q.dir, fp, toHex, { answered: choice });
+      this.emit('state', { peer: fp, id: toHex });
+    }
+    return rec;
+  }
+
+  // answerApproval sends the person's verdict on an approval request. Only
+  // a person's action calls it: never a message.
+  async answerApproval(fp, requestHex, allow) {
+    const r = await this.store.message('in', fp, requestHex);
+    if (!r || r.type !== wire.TYPE.ApprovalRequest) throw new Error('no such approval request');
+    if (r.verdict) throw new Error(`already answered: ${r.verdict}`);
+    if (this.now() >= r.expiresAt) throw new Error('this request has expired');
+    await this.store.update('in', fp, requestHex, { verdict: allow ? 'allow' : 'deny' });
+    this.emit('state', { peer: fp, id: requestHex });
+    return this.sendStructured(fp, wire.TYPE.ApprovalAnswer, st.encodeApprovalAnswer({ request: unhex(requestHex), requestId: r.requestId, allow }));
+  }
+
   // retry puts a failed message back in the outbox, the same envelope if
   // it is still fresh, else sealed anew with the same id.
   async retry(fp, idHex) {
     const c = this.contacts.get(fp);
     const r = await this.store.message('out', fp, idHex);
-    if (!c || !r || r.state !== 'failed') return;
+    if (!c || !r || r.state !== 'failed' || r.type !== wire.TYPE.Text) return;
     const envelope = this.pairFor(c).seal({ id: unhex(idHex), sentAt: r.sentAt, type: r.type, body: utf8(r.text) });
     await this.store.tx(['outbox', 'messages'], 'readwrite', async (s) => {
       s.outbox.put({ id: idHex, peer: fp, to: c.pub.idHex, relay: c.relay || '', envelope, type: r.type, createdAt: this.now(), attempts: 0, lastError: '' });
@@ -667,6 +735,7 @@ export class Client extends EventTarget {
     this.addEventListener('change', onChange);
     const conn = this.newConn(this.relay, true);
     this.leader = true;
+    this.stopped = false; // as long as it collects: flush runs
     let timer;
     try {
       await conn.open();
@@ -675,6 +744,9 @@ export class Client extends EventTarget {
       await Promise.race([conn.backlog, conn.ended, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
       await conn.idle();
       await this.flushing;
+      // Wait (a little) for the relay's custody of what was handed over,
+      // so that the outbox is not left to resend it next time.
+      for (let i = 0; i < 150 && this.inFlight.get(conn)?.size && !conn.closed; i++) await new Promise((r) => setTimeout(r, 20));
     } finally {
       clearTimeout(timer);
       this.removeEventListener('change', onChange);
@@ -682,6 +754,7 @@ export class Client extends EventTarget {
       await conn.idle();
       this.main = null;
       this.leader = false;
+      this.stopped = true;
     }
     return got;
   }

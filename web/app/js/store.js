@@ -194,7 +194,7 @@ export class Store {
   async addOutgoing(m, outbox) {
     const rec = await this.tx(['meta', 'messages', 'outbox', 'convs'], 'readwrite', async (s) => {
       const seq = await this.nextSeq(s);
-      const rec = { key: `out:${m.peer}:${m.id}`, seq, dir: 'out', peer: m.peer, id: m.id, type: m.type, text: m.text, sentAt: m.sentAt, receivedAt: m.sentAt, state: 'pending' };
+      const rec = { ...(m.extra || {}), key: `out:${m.peer}:${m.id}`, seq, dir: 'out', peer: m.peer, id: m.id, type: m.type, text: m.text, sentAt: m.sentAt, receivedAt: m.sentAt, state: 'pending' };
       if (m.text !== undefined) await req(s.messages.add(rec));
       if (outbox) await req(s.outbox.add({ ...outbox, id: m.id, peer: m.peer, createdAt: m.sentAt, attempts: 0, lastError: '' }));
       if (m.text !== undefined) await this.bumpConv(s, m.peer, rec, false);
@@ -218,7 +218,7 @@ export class Store {
   // addIncoming stores a message that passed every check: its replay entry
   // and, for text, its history row and conversation, in one transaction.
   // It returns {dup: true} when the message was accepted before.
-  async addIncoming(peer, m, text, now) {
+  async addIncoming(peer, m, text, now, extra = {}) {
     const idHex = m.idHex;
     const res = await this.tx(['meta', 'messages', 'seen', 'convs'], 'readwrite', async (s) => {
       const key = `${peer}:${idHex}`;
@@ -226,7 +226,7 @@ export class Store {
       await req(s.seen.add({ key, peer, sentAt: m.sentAt }));
       if (text === undefined) return { dup: false };
       const seq = await this.nextSeq(s);
-      const rec = { key: `in:${peer}:${idHex}`, seq, dir: 'in', peer, id: idHex, type: m.type, text, sentAt: m.sentAt, receivedAt: now, state: 'unread' };
+      const rec = { ...extra, key: `in:${peer}:${idHex}`, seq, dir: 'in', peer, id: idHex, type: m.type, text, sentAt: m.sentAt, receivedAt: now, state: 'unread' };
       await req(s.messages.add(rec));
       await this.bumpConv(s, peer, rec, true);
       return { dup: false, rec };
@@ -308,6 +308,26 @@ export class Store {
     return this.tx('messages', 'readonly', (s) =>
       req(s.messages.index('conv').getAll(IDBKeyRange.bound([peer, afterSeq], [peer, Infinity], true, false), limit)),
     );
+  }
+
+  // update changes a stored message record (fields of the app's own:
+  // a question's answer, an approval's verdict) and announces it.
+  async update(dir, peer, idHex, fields) {
+    const rec = await this.tx('messages', 'readwrite', async (s) => {
+      const r = await req(s.messages.get(`${dir}:${peer}:${idHex}`));
+      if (!r) return null;
+      Object.assign(r, fields);
+      await req(s.messages.put(r));
+      return r;
+    });
+    if (rec) this.announce({ kind: 'state', peer, id: idHex });
+    return rec;
+  }
+
+  // find returns the message with this id in a conversation, from either
+  // side (what a reply quotes).
+  async find(peer, idHex) {
+    return (await this.message('in', peer, idHex)) || (await this.message('out', peer, idHex));
   }
 
   async message(dir, peer, idHex) {

@@ -279,6 +279,12 @@ class ConvView {
   }
 
   msgEl(r) {
+    switch (r.type) {
+      case TYPE.ApprovalRequest:
+        return this.approvalEl(r);
+      case TYPE.ApprovalAnswer:
+        return h(`div.msg.${r.dir}.notice`, { dataset: { id: r.id } }, `${r.dir === 'out' ? 'You' : shownName(this.c.name)} ${r.allow ? 'allowed' : 'denied'} request ${r.requestId}`);
+    }
     if (r.type === TYPE.RelayMoved) {
       return h('div.msg.in.notice', { dataset: { id: r.id } }, `${shownName(this.c.name)} moved to another relay: ${shownName((r.text || '').split('#')[0])} (same keys; messages go there now)`);
     }
@@ -287,12 +293,97 @@ class ConvView {
       : h('div.text', shown(r.text));
     const meta = h('div.meta', h('time', { datetime: new Date(r.sentAt).toISOString(), title: new Date(r.sentAt).toLocaleString() }, clock(r.dir === 'in' ? r.receivedAt : r.sentAt)));
     if (r.dir === 'out') meta.append(h(`span.tick.${r.state}`, { title: STATE_TEXT[r.state], 'aria-label': STATE_TEXT[r.state], dataset: { state: r.state } }, TICK[r.state] || ''));
-    const bubble = h('div.bubble', body, meta);
+    if (r.dir === 'in' && r.text !== null && r.text !== undefined) {
+      meta.prepend(h('button.link.reply-to', { type: 'button', title: 'Reply to this message', 'aria-label': 'Reply to this message', onclick: () => this.startReply(r) }, 'Reply'));
+    }
+    const bubble = h('div.bubble');
+    if (r.type === TYPE.Reply) bubble.append(this.quoteEl(r));
+    bubble.append(body);
+    if (r.type === TYPE.Question && r.choices?.length) bubble.append(this.choicesEl(r));
+    bubble.append(meta);
     if (r.state === 'failed') {
       bubble.append(h('div.failed-note', `Not sent: ${REASON_TEXT[r.error] || r.error}. `,
         h('button.link', { type: 'button', onclick: () => this.client.retry(this.c.fp, r.id) }, 'Retry')));
     }
     return h(`div.msg.${r.dir}`, { dataset: { id: r.id, state: r.state || '' } }, bubble);
+  }
+
+  // quoteEl shows what a reply answers: the quoted message, or a note
+  // that it is not kept here. Filled in when the store answers.
+  quoteEl(r) {
+    const q = h('div.quote', '…');
+    this.app.store.find(this.c.fp, r.replyTo).then((m) => {
+      clear(q);
+      if (!m) {
+        q.append('reply to a message not kept here');
+        return;
+      }
+      const who = m.dir === 'out' ? 'You' : shownName(this.c.name);
+      const text = m.text === null || m.text === undefined ? 'a message' : m.text;
+      q.append(h('span.quote-who', who + ': '), shown(text.length > 200 ? text.slice(0, 199) + '…' : text));
+      if (m.type === TYPE.Question && r.choice >= 1 && r.choice <= (m.choices || []).length) q.append(h('span.quote-choice', ` → option ${r.choice}`));
+    });
+    return q;
+  }
+
+  // choicesEl: a question's options as numbered buttons; picking one
+  // sends a reply with that choice.
+  choicesEl(r) {
+    const box = h('div.choices', { role: 'group', 'aria-label': 'Choices' });
+    r.choices.forEach((c, i) => {
+      const k = i + 1;
+      box.append(h(`button.choice${r.answered === k ? '.picked' : ''}`, {
+        type: 'button',
+        'aria-pressed': r.answered === k ? 'true' : 'false',
+        onclick: async () => {
+          try {
+            await this.client.reply(this.c.fp, r.id, k, c);
+          } catch (e) {
+            toast(e.message, 'error');
+          }
+        },
+      }, `${k}. `, shownName(c)));
+    });
+    return box;
+  }
+
+  // approvalEl: an agent asks the person to allow or deny a tool use
+  // (PROTOCOL.md §7). Prominent, apart from text; the preview is inert
+  // text in a monospace block; Allow and Deny only while it is open.
+  approvalEl(r) {
+    const open = r.dir === 'in' && !r.verdict && Date.now() < r.expiresAt;
+    const card = h('div.approval', { role: 'group', 'aria-label': `Approval request ${r.requestId}` },
+      h('div.approval-head', h('strong', `${shownName(this.c.name)} asks to use `), h('code.mono', shownName(r.tool))),
+      this.c.verifiedAt ? null : h('p.warn', `${shownName(this.c.name)} is not verified: compare safety numbers before you allow anything.`),
+      r.text ? h('p.approval-desc', shown(r.text)) : null,
+      r.inputPreview ? h('pre.input-preview.mono', shown(r.inputPreview)) : null,
+      h('p.hint', r.verdict ? `You ${r.verdict === 'allow' ? 'allowed' : 'denied'} it.` : open ? `Open until ${clock(r.expiresAt)} · request ${r.requestId} · or reply “yes ${r.requestId}” / “no ${r.requestId}”` : `Expired at ${clock(r.expiresAt)}.`));
+    if (open) {
+      const act = (allow) => async () => {
+        try {
+          await this.client.answerApproval(this.c.fp, r.id, allow);
+        } catch (e) {
+          toast(e.message, 'error');
+        }
+        this.updateState(r.id, 'in');
+      };
+      card.append(h('div.actions', h('button.primary.allow', { type: 'button', onclick: act(true) }, 'Allow'), h('button.danger.deny', { type: 'button', onclick: act(false) }, 'Deny')));
+    }
+    return h(`div.msg.${r.dir}.approval-msg`, { dataset: { id: r.id, state: r.verdict || (open ? 'open' : 'closed') } }, card);
+  }
+
+  startReply(r) {
+    this.replyTo = r;
+    this.replyBar?.remove();
+    this.replyBar = h('div.replying', h('span.grow', 'Replying to ', shown((r.text || '').slice(0, 80))), h('button.link', { type: 'button', onclick: () => this.cancelReply() }, 'Cancel'));
+    this.counter.before(this.replyBar);
+    this.input.focus();
+  }
+
+  cancelReply() {
+    this.replyTo = null;
+    this.replyBar?.remove();
+    this.replyBar = null;
   }
 
   msgCount() {
@@ -425,14 +516,17 @@ class ConvView {
     this.maybeRead();
   }
 
-  async updateState(id) {
-    const v = this.byId.get('out' + id);
-    if (!v) return;
-    const r = await this.app.store.message('out', this.c.fp, id);
-    if (!r) return;
-    const el = this.msgEl(r);
-    v.el.replaceWith(el);
-    this.byId.set('out' + id, { el, rec: r });
+  async updateState(id, dir) {
+    for (const d of dir ? [dir] : ['out', 'in']) {
+      const v = this.byId.get(d + id);
+      if (!v) continue;
+      const r = await this.app.store.message(d, this.c.fp, id);
+      if (!r) continue;
+      const el = this.msgEl(r);
+      el.dataset.seq = r.seq;
+      v.el.replaceWith(el);
+      this.byId.set(d + id, { el, rec: r });
+    }
   }
 
   update(d) {
@@ -450,8 +544,13 @@ class ConvView {
   // conversation.
   maybeRead() {
     if (document.visibilityState !== 'visible' || !document.hasFocus()) return;
-    clearTimeout(this.readTimer);
-    this.readTimer = setTimeout(() => this.client.markRead(this.c.fp), 250);
+    // Once within 250 ms of the first ask, however many follow (a timer
+    // reset on every event never fired while messages kept coming).
+    if (this.readTimer) return;
+    this.readTimer = setTimeout(() => {
+      this.readTimer = null;
+      this.client.markRead(this.c.fp);
+    }, 250);
   }
 
   onInput() {
@@ -493,7 +592,13 @@ class ConvView {
     sessionStorage.removeItem(`draft:${this.c.fp}`);
     try {
       if (!this.atNewest) await this.loadInitial();
-      await this.client.sendText(this.c.fp, text);
+      if (this.replyTo) {
+        const to = this.replyTo;
+        this.cancelReply();
+        await this.client.reply(this.c.fp, to.id, 0, text);
+      } else {
+        await this.client.sendText(this.c.fp, text);
+      }
     } catch (e) {
       this.input.value = text;
       toast(e.message, 'error');

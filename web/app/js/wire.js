@@ -14,6 +14,7 @@ import {
   putU16, putU32, putU64, getU16, getU32, getU64, randomBytes,
 } from './bytes.js';
 import { kxResponder } from './noise.js';
+import { parseQuestion, parseReply, parseApprovalRequest, parseApprovalAnswer } from './structured.js';
 
 export const PROTOCOL_VERSION = 1;
 export const SUBPROTOCOL = 'wschat.v1';
@@ -520,7 +521,7 @@ export function clientHandshake(id, relayKey, flags, hello, rand = randomBytes) 
 
 // §7: peer messages.
 
-export const TYPE = { Text: 1, Delivered: 2, Read: 3, Typing: 4, Presence: 5, RelayMoved: 6 };
+export const TYPE = { Text: 1, Delivered: 2, Read: 3, Typing: 4, Presence: 5, RelayMoved: 6, Question: 0x10, Reply: 0x11, ApprovalRequest: 0x12, ApprovalAnswer: 0x13 };
 export const isEphemeralType = (t) => t === TYPE.Typing || t === TYPE.Presence;
 
 export function paddedSize(n) {
@@ -546,6 +547,18 @@ function checkBody(type, b) {
     case TYPE.Typing:
     case TYPE.Presence:
       if (b.length !== 1 || b[0] > 1) throw new WireError('ErrInnerMalformed', 'live message body');
+      break;
+    case TYPE.Question:
+      parseQuestion(b);
+      break;
+    case TYPE.Reply:
+      parseReply(b);
+      break;
+    case TYPE.ApprovalRequest:
+      parseApprovalRequest(b);
+      break;
+    case TYPE.ApprovalAnswer:
+      parseApprovalAnswer(b);
       break;
     case TYPE.RelayMoved: {
       const s = utf8Decode(b);
